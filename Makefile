@@ -1,0 +1,41 @@
+# Thin wrappers around `python -m ...`. Every target installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+PROFILE ?= quick
+ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test sweep figures bench lint clean
+
+install: $(STAMP)
+
+# torch goes in first, pinned, so resolving the package's own dependencies never pulls another build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+run: install
+	$(PY) -m dsmexp $(ARGS)
+
+test: install
+	$(PY) -m pytest $(ARGS)
+
+sweep: install
+	$(PY) -m dsmexp -m loss=ism,dsm_s sigma=0,1e-4,1e-3,1e-2,1e-1 $(ARGS)
+
+figures: install
+	$(PY) scripts/figures.py --profile $(PROFILE) $(ARGS)
+
+bench: install
+	$(PY) scripts/bench.py $(ARGS)
+
+lint: install
+	$(PY) -m ruff check dsmexp hydra_plugins scripts tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

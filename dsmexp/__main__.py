@@ -1,0 +1,3 @@
+from dsmexp.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""The Hydra application behind `python -m dsmexp` and the `dsmexp` console script."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+
+from dsmexp import training
+from dsmexp.config import ConfigError, register_configs, validate
+
+# Absolute, so the console script finds conf/ from any working directory.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+register_configs()
+
+
+def job_threads(cfg: DictConfig) -> int | None:
+    """torch threads for this job: cfg.threads, else cores / n_jobs under the joblib launcher."""
+    if cfg.threads is not None:
+        return cfg.threads
+    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+    if n_jobs is None:
+        return None
+    cores = os.cpu_count() or 1
+    return max(1, cores // (cores if n_jobs < 0 else n_jobs))
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _app(cfg: DictConfig) -> str:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    return training.run(cfg, run_dir, threads=job_threads(cfg))
+
+
+def check_single_run(argv: list[str]) -> None:
+    """Validate a plain single run before Hydra creates its output directory; exit 1 on a bad setting.
+
+    Sweeps are checked job by job by the dsmexp sweeper; anything else (help, --cfg, shell
+    completion, custom config dirs, composition errors) is left to Hydra.
+    """
+    args = get_args_parser().parse_args(argv)
+    if (args.multirun or args.cfg or args.help or args.hydra_help or args.info
+            or args.shell_completion or args.config_path or args.config_name or args.config_dir
+            or args.experimental_rerun):
+        return
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
+            cfg = compose(config_name="config", overrides=args.overrides)
+    except HydraException:
+        return  # Hydra reports composition errors itself, before writing anything
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        sys.stderr.write(f"dsmexp: error: {err}\n")
+        sys.exit(1)
+
+
+def main() -> None:
+    """Train one run (or a sweep with -m) in Hydra's output directory."""
+    check_single_run(sys.argv[1:])
+    _app()

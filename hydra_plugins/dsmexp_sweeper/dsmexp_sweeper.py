@@ -1,0 +1,104 @@
+"""Hydra sweeper for dsmexp: Hydra's basic grid sweeper plus checks and bookkeeping.
+
+- Every job's settings are validated before any job starts; a bad value stops the sweep with one line.
+  Grid points that cannot exist (DSM at sigma = 0) are skipped with a warning, so that
+  `-m loss=ism,dsm_s sigma=0,1e-3` runs the three meaningful jobs.
+- A failing job does not stop the others; the sweep exits non-zero once all have run.
+- When the sweep ends, the sweep directory gets jobs.json (the planned grid) and runs.csv.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
+from omegaconf import OmegaConf
+
+from dsmexp.config import ConfigError, validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DsmexpSweeperConf:
+    _target_: str = "hydra_plugins.dsmexp_sweeper.dsmexp_sweeper.DsmexpSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[dict[str, str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="dsmexp", node=DsmexpSweeperConf,
+                             provider="dsmexp")
+
+
+class SweepFailed(CompactHydraException):
+    """Some jobs raised; the others ran. Reported as one line per failed job."""
+
+
+class DsmexpSweeper(BasicSweeper):
+    def sweep(self, arguments: list[str]) -> Any:
+        jobs = self._expand(arguments)
+        runnable, planned = self._check(jobs)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        (sweep_dir / "jobs.json").write_text(json.dumps(planned, indent=2) + "\n")
+        returns: list[JobReturn] = []
+        size = self.max_batch_size or max(len(runnable), 1)
+        for start in range(0, len(runnable), size):
+            returns.extend(self.launcher.launch(runnable[start:start + size], initial_job_idx=start))
+        self._finish(sweep_dir, returns)
+        return [returns]
+
+    def _expand(self, arguments: list[str]) -> list[list[str]]:
+        """The grid: one list of overrides per job (sweeper params first, then the command line)."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        return [job for batch in self.split_arguments(overrides, None) for job in batch]
+
+    def _check(self, jobs: list[list[str]]) -> tuple[list[list[str]], list[dict]]:
+        """Validate every job; return the runnable ones and the planned grid for jobs.json."""
+        loader = self.hydra_context.config_loader
+        runnable, planned = [], []
+        for job in jobs:
+            cfg = loader.load_sweep_config(self.config, list(job))
+            entry = {"overrides": list(job), "subdir": OmegaConf.select(cfg, "hydra.sweep.subdir",
+                                                                         default=None)}
+            try:
+                validate(cfg)
+            except ConfigError as err:
+                if not err.sweep_skippable:
+                    raise ConfigError(f"job {' '.join(job)}: {err}") from None
+                log.warning("skipping job %s: %s", " ".join(job), err)
+                planned.append(entry | {"skipped": str(err)})
+                continue
+            runnable.append(job)
+            planned.append(entry)
+        if not runnable:
+            raise ConfigError("no job of this sweep can run (see the warnings above)")
+        return runnable, planned
+
+    def _finish(self, sweep_dir: Path, returns: list[JobReturn]) -> None:
+        """Tabulate the sweep, then fail once if any job raised."""
+        from dsmexp.sweeps import write_runs_table
+
+        table = write_runs_table(sweep_dir)
+        log.info("sweep table: %s", table)
+        failed = [r for r in returns if r.status == JobStatus.FAILED]
+        if failed:
+            lines = [f"  {' '.join(r.overrides)}: {_error_line(r)}" for r in failed]
+            raise SweepFailed(f"{len(failed)} of {len(returns)} jobs failed (details in each run's "
+                              "summary.json and log):\n" + "\n".join(lines))
+
+
+def _error_line(job: JobReturn) -> str:
+    try:
+        _ = job.return_value  # re-raises the job's exception
+    except Exception as err:
+        return f"{type(err).__name__}: {err}".splitlines()[0]
+    return "failed"

@@ -1,0 +1,104 @@
+"""The real command line in subprocesses: runs, sweeps, bad input, help, config printing, completion."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_single_run_lands_in_a_directory_named_by_its_overrides(tmp_path):
+    proc = run_cli(*TINY, "loss=ism", "sigma=0", cwd=tmp_path)
+    run_dirs = [p.parent for p in (tmp_path / "outputs" / "runs").glob("*/summary.json")]
+    assert len(run_dirs) == 1
+    name = run_dirs[0].name
+    assert "loss=ism" in name and "sigma=0" in name
+    assert json.loads((run_dirs[0] / "summary.json").read_text())["status"] == "completed"
+    assert (run_dirs[0] / ".hydra" / "config.yaml").exists()
+    assert "completed 6 steps" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args, key", [
+    (["sigma=-0.1"], "sigma=-0.1"),
+    (["loss=dsm", "sigma=0"], "sigma=0 with loss=dsm"),
+    (["loss=dsm_s", "sigma=0"], "sigma=0 with loss=dsm_s"),
+    (["noise_samples=0"], "noise_samples=0"),
+    (["steps=0"], "steps=0"),
+    (["model.activation=relu"], "model.activation=relu"),
+    (["device=cuda"], "device=cuda"),
+    (["dataset=moons"], "dataset/moons"),
+    (["loss=esm"], "loss/esm"),
+    (["optimizer=rmsprop"], "optimizer/rmsprop"),
+    (["sigma=abc"], "sigma"),
+])
+def test_bad_input_fails_before_anything_is_written(tmp_path, args, key):
+    if args == ["device=cuda"]:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+    proc = run_cli(*args, cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert key in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_multirun_runs_every_job_and_tabulates_them(tmp_path):
+    run_cli("-m", *TINY, "loss=ism,dsm_s", "sigma=1e-3,1e-2", "hydra.sweep.dir=outputs/sweeps/t",
+            cwd=tmp_path)
+    sweep = tmp_path / "outputs" / "sweeps" / "t"
+    summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    assert len(summaries) == 4 and {s["status"] for s in summaries} == {"completed"}
+    sigmas = sorted((s["config"]["loss"]["name"], s["config"]["sigma"]) for s in summaries)
+    assert sigmas == [("dsm_s", 0.001), ("dsm_s", 0.01), ("ism", 0.001), ("ism", 0.01)]
+    assert all(isinstance(s["config"]["sigma"], float) for s in summaries)
+    with (sweep / "runs.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+
+
+def test_sweep_skips_dsm_at_sigma_zero_and_runs_the_rest(tmp_path):
+    proc = run_cli("-m", *TINY, "loss=ism,dsm_s", "sigma=0,1e-2", "hydra.sweep.dir=outputs/sweeps/s",
+                   cwd=tmp_path)
+    skipped = [line for line in (proc.stderr + proc.stdout).splitlines() if "skipping job" in line]
+    assert len(skipped) == 1 and "loss=dsm_s" in skipped[0] and "sigma=0 " in skipped[0]
+    with (tmp_path / "outputs" / "sweeps" / "s" / "runs.csv").open() as f:
+        status = sorted(r["status"] for r in csv.DictReader(f))
+    assert status == ["completed", "completed", "completed", "skipped"]
+
+
+def test_sweep_with_a_bad_value_fails_before_any_job(tmp_path):
+    proc = run_cli("-m", *TINY, "sigma=-1,1e-2", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "sigma=-1.0: must be >= 0" in proc.stderr
+    assert not list(tmp_path.rglob("metrics.csv")) and not list(tmp_path.rglob("multirun.yaml"))
+
+
+def test_cfg_job_prints_the_resolved_config(tmp_path):
+    out = run_cli("--cfg", "job", "loss=ism", "sigma=1e-3", cwd=tmp_path).stdout
+    assert "sigma: 0.001" in out and "name: ism" in out and "hidden:" in out
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_help_lists_the_config_groups(tmp_path):
+    out = run_cli("--help", cwd=tmp_path).stdout
+    for group in ("dataset: gaussian, half_moon, swiss_roll", "loss: dsm, dsm_s, ism",
+                  "optimizer: adam, adamw, sgd", "model: mlp"):
+        assert group in out
+
+
+def test_console_script_and_tab_completion(tmp_path):
+    import subprocess
+    script = Path(sys.executable).parent / "dsmexp"
+    assert script.exists(), "the package's console script is not installed"
+    out = subprocess.run([str(script), "--cfg", "job", "dataset=swiss_roll"], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    assert "name: swiss_roll" in out
+    completion = subprocess.run([str(script), "-sc", "install=bash"], cwd=tmp_path,
+                                capture_output=True, text=True, check=True).stdout
+    assert "hydra_bash_completion" in completion and "dsmexp" in completion
