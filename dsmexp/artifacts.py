@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from dsmexp.evaluation import EVAL_METRICS
 from dsmexp.objectives import METRICS
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 FIELD_FILE = "score_field.npz"
-COLUMNS = ("step", *METRICS, "time_s")
+COLUMNS = ("step", *METRICS, *EVAL_METRICS, "time_s")
 FINISHED = ("completed", "diverged")
 
 
@@ -103,7 +104,7 @@ def load_checkpoint(path: Path) -> dict | None:
 
 
 def save_score_field(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """score_field.npz with grid_x, grid_y, score[i, j] at (grid_x[j], grid_y[i]), data (and reference)."""
+    """score_field.npz: grid_x, grid_y, score[i, j] at (grid_x[j], grid_y[i]), reference alike, data."""
     def write(tmp: Path) -> None:
         with tmp.open("wb") as f:
             np.savez(f, **arrays)

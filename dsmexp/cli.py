@@ -14,10 +14,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from dsmexp import training
-from dsmexp.config import ConfigError, register_configs, validate
-
-# Absolute, so the console script finds conf/ from any working directory.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
 
 register_configs()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works from any directory
 ACTIVATIONS = ("tanh", "silu", "softplus", "sigmoid")
 LOSSES = ("ism", "dsm", "dsm_s")
 
@@ -37,6 +39,9 @@ class GaussianConfig:
     mean: Any = 0.0
     scale: Any = 1.0
     cov: Any = None
+
+
+DATASET_SCHEMAS = {"half_moon": HalfMoonConfig, "swiss_roll": SwissRollConfig, "gaussian": GaussianConfig}
 
 
 @dataclass
@@ -75,6 +80,8 @@ class Config:
     chunk_size: int | None = None
     threads: int | None = None
     diagnostics_every: int = 1
+    eval_every: int = 50
+    eval_samples: int = 2000
     checkpoint_every: int = 250
     grid_size: int = 64
     overwrite: bool = False
@@ -92,9 +99,8 @@ def register_configs() -> None:
     """Put the schema into Hydra's ConfigStore (idempotent) and the run-directory resolver into OmegaConf."""
     cs = ConfigStore.instance()
     cs.store(name="dsmexp_schema", node=Config)
-    cs.store(group="schema/dataset", name="half_moon", node=HalfMoonConfig)
-    cs.store(group="schema/dataset", name="swiss_roll", node=SwissRollConfig)
-    cs.store(group="schema/dataset", name="gaussian", node=GaussianConfig)
+    for name, schema in DATASET_SCHEMAS.items():
+        cs.store(group="schema/dataset", name=name, node=schema)
     cs.store(group="schema/loss", name="loss", node=LossConfig)
     cs.store(group="schema/model", name="mlp", node=MLPConfig)
     cs.store(group="schema/optimizer", name="optimizer", node=OptimizerConfig)
@@ -118,8 +124,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.loss.name in ("dsm", "dsm_s") and cfg.sigma == 0:
         _fail(f"sigma=0 with loss={cfg.loss.name}: DSM needs sigma > 0 "
               "(its target is -eps/sigma); use loss=ism to train on clean data", sweep_skippable=True)
-    for key in ("noise_samples", "steps", "diagnostics_every", "checkpoint_every"):
+    for key in ("noise_samples", "steps", "diagnostics_every", "checkpoint_every", "eval_samples"):
         _check(cfg[key] >= 1, f"{key}={cfg[key]}: must be >= 1")
+    _check(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: last step only)")
     _check(cfg.grid_size >= 2, f"grid_size={cfg.grid_size}: must be >= 2")
     _check(cfg.chunk_size is None or cfg.chunk_size >= 1,
            f"chunk_size={cfg.chunk_size}: must be >= 1 or null (automatic)")

@@ -21,8 +21,10 @@ from dsmexp import artifacts
 from dsmexp.config import ConfigError, validate
 from dsmexp.data import build_dataset
 from dsmexp.divergence import make_kernel
+from dsmexp.evaluation import EVAL_METRICS, HeldOut
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
+from dsmexp.reference import ReferenceUnavailable, reference_score
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,9 @@ class Trainer:
         self.noise = torch.Generator(device=self.device)
         self.noise.manual_seed(self.seeds.noise)
         self.kernel = make_kernel(self.model)
+        self.held_out = HeldOut(self.dataset, data, cfg.sigma, cfg.eval_samples, self.seeds.eval,
+                                self.device, self.dtype)
+        self.no_eval = torch.full((len(EVAL_METRICS),), math.nan, dtype=torch.float64, device=self.device)
         self.chunk = cfg.chunk_size or (CUDA_CHUNK if self.device.type == "cuda" else CPU_CHUNK)
         self.steps_done, self.elapsed = 0, 0.0
         self.last_row: dict[str, float] = {}
@@ -143,6 +148,8 @@ class Trainer:
         log.info("%s: loss=%s sigma=%g dataset=%s N=%d M=%d steps=%d on %s", self.run_dir, cfg.loss.name,
                  cfg.sigma, cfg.dataset.name, len(self.x), cfg.noise_samples if cfg.sigma > 0 else 1,
                  cfg.steps, _device_name(self.device))
+        log.info("held-out sample of %d points and its reference scores ready in %.2f s",
+                 cfg.eval_samples, self.held_out.setup_seconds)
         writer = artifacts.MetricsWriter(self.run_dir / artifacts.METRICS_FILE, self.steps_done)
         with logging_redirect_tqdm():
             self._loop(writer)
@@ -153,8 +160,10 @@ class Trainer:
         self._save_checkpoint()
         self._save_score_field()
         self.write_summary("completed")
-        log.info("completed %d steps in %.1f s: loss=%.6g fit_ism=%.6g fit_dsm=%.6g", self.steps_done,
-                 self.elapsed, self.last_row["loss"], self.last_row["fit_ism"], self.last_row["fit_dsm"])
+        row = self.last_row
+        log.info("completed %d steps in %.1f s: loss=%.6g fit_ism=%.6g fit_dsm=%.6g esm=%.4g esm_data=%.4g",
+                 self.steps_done, self.elapsed, row["loss"], row["fit_ism"], row["fit_dsm"], row["esm"],
+                 row["esm_data"])
         return "completed"
 
     def _resume(self) -> None:
@@ -196,7 +205,7 @@ class Trainer:
                         self._save_checkpoint()
 
     def _step(self, step: int) -> torch.Tensor:
-        """One optimisation step; returns the metrics measured before the update."""
+        """One optimisation step; returns the metrics (METRICS, then EVAL_METRICS) before the update."""
         cfg = self.cfg
         eps = None
         if cfg.sigma > 0:
@@ -204,10 +213,12 @@ class Trainer:
             eps = torch.randn(shape, generator=self.noise, device=self.device, dtype=self.dtype)
         diagnostics = step % cfg.diagnostics_every == 0
         terms = step_terms(self.kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk)
+        evaluate = step + 1 == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
+        esm = self.held_out.esm(self.model) if evaluate else self.no_eval
         for p, g in zip(self.model.parameters(), terms.grad):
             p.grad = g
         self.optimizer.step()
-        return terms.metrics
+        return torch.cat([terms.metrics, esm])
 
     def _flush(self, pending: list, writer: artifacts.MetricsWriter, bar: tqdm) -> None:
         """Copy pending metrics to the host, append them to metrics.csv, stop at the first non-finite one."""
@@ -232,11 +243,17 @@ class Trainer:
         data = self.x.cpu().double().numpy()
         grid_x, grid_y = (_axis(data[:, i], self.cfg.grid_size) for i in range(2))
         xx, yy = np.meshgrid(grid_x, grid_y, indexing="xy")
-        points = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=self.dtype, device=self.device)
+        grid = np.stack([xx.ravel(), yy.ravel()], 1)
+        shape = (len(grid_y), len(grid_x), 2)
         with torch.no_grad():
-            score = self.model(points).cpu().double().numpy().reshape(len(grid_y), len(grid_x), 2)
-        artifacts.save_score_field(self.run_dir / artifacts.FIELD_FILE,
-                                   dict(grid_x=grid_x, grid_y=grid_y, score=score, data=data))
+            points = torch.as_tensor(grid, dtype=self.dtype, device=self.device)
+            score = self.model(points).cpu().double().numpy().reshape(shape)
+        try:
+            reference = reference_score(self.dataset, grid, self.cfg.sigma).reshape(shape)
+        except ReferenceUnavailable:
+            reference = np.full(shape, math.nan)
+        artifacts.save_score_field(self.run_dir / artifacts.FIELD_FILE, dict(
+            grid_x=grid_x, grid_y=grid_y, score=score, reference=reference, data=data))
 
     def progress(self) -> dict:
         """How far the run got, for summary.json."""
