@@ -49,11 +49,13 @@ def check_single_run(argv: list[str]) -> None:
         return
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-            cfg = compose(config_name="config", overrides=args.overrides)
+            cfg = compose(config_name="config", overrides=args.overrides, return_hydra_config=True)
+            run_dir = Path(cfg.hydra.run.dir)
     except HydraException:
         return  # Hydra reports composition errors itself, before writing anything
     try:
         validate(cfg)
+        training.check_existing_run(cfg, run_dir)
     except ConfigError as err:
         sys.stderr.write(f"dsmexp: error: {err}\n")
         sys.exit(1)

@@ -12,14 +12,49 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from dsmexp import artifacts
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
 RUNS_FILE = "runs.csv"
+
+
+@dataclass
+class Run:
+    """One finished (or stopped) job of a sweep, as saved on disk."""
+
+    run_dir: Path
+    loss: str
+    sigma: float
+    status: str
+    config: dict
+    metrics: dict[str, np.ndarray]
+    summary: dict
+
+    def field(self) -> dict[str, np.ndarray] | None:
+        path = self.run_dir / artifacts.FIELD_FILE
+        return dict(np.load(path)) if path.exists() else None
+
+
+def load_runs(sweep_dir: Path) -> list[Run]:
+    """Every job of a sweep that logged metrics, sorted by loss then sigma."""
+    runs = []
+    for run_dir in find_run_dirs(sweep_dir):
+        summary = artifacts.read_summary(run_dir) or {}
+        metrics_file = run_dir / artifacts.METRICS_FILE
+        if not metrics_file.exists():
+            continue
+        config = summary.get("config") or OmegaConf.to_container(
+            OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+        runs.append(Run(run_dir, config["loss"]["name"], float(config["sigma"]),
+                        summary.get("status", "incomplete"), config, artifacts.read_metrics(metrics_file),
+                        summary))
+    return sorted(runs, key=lambda r: (r.loss, r.sigma))
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
@@ -29,9 +64,10 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
 
 def run_record(run_dir: Path, sweep_dir: Path) -> dict:
     """One row of runs.csv for a job directory."""
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    overrides = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
     summary = artifacts.read_summary(run_dir)
+    # the settings the metrics belong to: summary.json's copy, else what Hydra recorded
+    cfg = OmegaConf.create(summary["config"]) if summary else OmegaConf.load(run_dir / ".hydra/config.yaml")
+    overrides = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
     row = {"run_dir": str(run_dir.relative_to(sweep_dir)), "overrides": " ".join(overrides),
            "dataset": cfg.dataset.name, "loss": cfg.loss.name}
     row |= {k: cfg[k] for k in SETTINGS[2:]}
@@ -39,7 +75,7 @@ def run_record(run_dir: Path, sweep_dir: Path) -> dict:
         return row | {"status": "incomplete"}
     row |= {k: summary.get(k) for k in ("status", "steps_done", "diverged_step", "wall_time_s", "error")}
     final = summary.get("final") or {}
-    return row | {f"final_{k}": v for k, v in final.items() if k != "step"}
+    return row | {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
 
 
 def planned_records(sweep_dir: Path, seen: set[str]) -> list[dict]:

@@ -57,8 +57,9 @@ def resolve_device(name: str) -> torch.device:
 
 def result_config(cfg: DictConfig) -> dict:
     """The resolved config minus the keys that do not change the numbers (NON_RESULT_KEYS)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in plain.items() if k not in NON_RESULT_KEYS and k != "hydra"}
+    keys = [k for k in cfg if k not in NON_RESULT_KEYS and k != "hydra"]
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in keys}
 
 
 def build_optimizer(params, cfg: DictConfig) -> torch.optim.Optimizer:
@@ -76,16 +77,15 @@ def run(cfg: DictConfig, run_dir: Path, threads: int | None = None) -> str:
     """
     validate(cfg)
     run_dir = Path(run_dir)
+    check_existing_run(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.overwrite:
         artifacts.remove_run_files(run_dir)
     summary = artifacts.read_summary(run_dir)
-    if summary is not None:
-        _check_same_run(summary.get("config"), cfg, run_dir, "summary.json")
-        if summary["status"] in artifacts.FINISHED:
-            log.info("%s: already %s after %d steps; skipping (overwrite=true trains it again)",
-                     run_dir, summary["status"], summary["steps_done"])
-            return summary["status"]
+    if summary is not None and summary["status"] in artifacts.FINISHED:
+        log.info("%s: already %s after %d steps; skipping (overwrite=true trains it again)",
+                 run_dir, summary["status"], summary["steps_done"])
+        return summary["status"]
     if threads is not None:
         torch.set_num_threads(threads)
     trainer = None
@@ -99,16 +99,28 @@ def run(cfg: DictConfig, run_dir: Path, threads: int | None = None) -> str:
         raise
 
 
-def _check_same_run(stored: dict | None, cfg: DictConfig, run_dir: Path, what: str) -> None:
-    """Refuse to resume or skip a run whose stored configuration differs from the requested one."""
+def check_existing_run(cfg: DictConfig, run_dir: Path) -> None:
+    """Refuse to touch a directory that holds a run with other settings (unless overwrite=true).
+
+    Called before Hydra writes anything for a job (command line, sweeper) and again by run().
+    """
+    if cfg.overwrite:
+        return
+    run_dir = Path(run_dir)
+    summary = artifacts.read_summary(run_dir)
+    stored = summary.get("config") if summary else None
+    what = "summary.json"
+    if stored is None:
+        state = artifacts.load_checkpoint(run_dir / artifacts.CHECKPOINT_FILE)
+        stored, what = (state["config"] if state else None), "checkpoint.pt"
     if stored is None:
         return
     current = result_config(cfg)
     differing = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     if differing:
         raise ConfigError(
-            f"{run_dir}: its {what} belongs to a run with different settings ({', '.join(differing)}); "
-            "pass overwrite=true to replace it or choose another hydra.run.dir")
+            f"{run_dir} holds a run with other settings ({', '.join(differing)} differ, per its {what}); "
+            "pass overwrite=true to replace it, or choose another hydra.run.dir / hydra.sweep.dir")
 
 
 class Trainer:
@@ -170,7 +182,6 @@ class Trainer:
         state = artifacts.load_checkpoint(self.checkpoint_path)
         if state is None:
             return
-        _check_same_run(state["config"], self.cfg, self.run_dir, "checkpoint.pt")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.noise.set_state(state["noise"])

@@ -21,6 +21,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 from dsmexp.config import ConfigError, validate
+from dsmexp.training import check_existing_run
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,12 @@ class DsmexpSweeper(BasicSweeper):
         runnable, planned = [], []
         for job in jobs:
             cfg = loader.load_sweep_config(self.config, list(job))
-            entry = {"overrides": list(job), "subdir": OmegaConf.select(cfg, "hydra.sweep.subdir",
-                                                                         default=None)}
+            subdir = OmegaConf.select(cfg, "hydra.sweep.subdir", default=None)
+            entry = {"overrides": list(job), "subdir": subdir}
             try:
                 validate(cfg)
+                if subdir is not None:
+                    check_existing_run(cfg, Path(cfg.hydra.sweep.dir) / subdir)
             except ConfigError as err:
                 if not err.sweep_skippable:
                     raise ConfigError(f"job {' '.join(job)}: {err}") from None
