@@ -1,0 +1,205 @@
+"""The paper's Figures 1-3 and our Figure 4, drawn from a sweep's saved files only (metrics.csv,
+summary.json, score_field.npz): nothing here trains or evaluates a model.
+
+Colours are fixed across figures: ISM blue, DSM orange; lines for different sigma follow one colour
+map (sigma = 0 in black). Files are written as PNG and PDF without timestamps, so a rebuild is
+byte-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from dsmexp.sweeps import Run  # noqa: E402
+
+ISM_COLOR, DSM_COLOR, REF_COLOR = "#1f77b4", "#ff7f0e", "#555555"
+LOSS_COLOR = {"ism": ISM_COLOR, "dsm": DSM_COLOR, "dsm_s": DSM_COLOR}
+LOSS_LABEL = {"ism": "ISM", "dsm": "DSM", "dsm_s": "DSM-S"}
+FIT_COLUMN = {"ism": "fit_ism", "dsm": "fit_dsm", "dsm_s": "fit_dsm"}
+GRAD_COLUMN = {"ism": "grad_norm_ism", "dsm": "grad_norm_dsm", "dsm_s": "grad_norm_dsm"}
+PAPER_SIGMA = 0.01
+
+plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8,
+                     "axes.titlesize": 10, "axes.labelsize": 9, "svg.hashsalt": "dsmexp"})
+
+
+def runs_of(runs: Iterable[Run], loss: str, sigma: float | None = None) -> list[Run]:
+    """Runs trained with `loss` (at `sigma`, when given) that logged at least one step."""
+    return [r for r in runs if r.loss == loss and (sigma is None or math.isclose(r.sigma, sigma))
+            and len(r.metrics["step"])]
+
+
+def sigma_color(sigma: float, sigmas: list[float]) -> tuple:
+    """One colour per noise scale, ordered by log sigma; sigma = 0 is black."""
+    if sigma == 0:
+        return (0.0, 0.0, 0.0, 1.0)
+    logs = sorted({math.log10(s) for s in sigmas if s > 0})
+    position = logs.index(math.log10(sigma)) / max(len(logs) - 1, 1)
+    return plt.get_cmap("viridis")(0.1 + 0.8 * position)
+
+
+def sigma_label(sigma: float) -> str:
+    if sigma == 0:
+        return "σ = 0"
+    return f"σ = 1e{math.log10(sigma):.0f}" if _is_power(sigma) else f"σ = {sigma:g}"
+
+
+def _is_power(sigma: float) -> bool:
+    return abs(math.log10(sigma) - round(math.log10(sigma))) < 1e-9
+
+
+def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+    """Write name.png and name.pdf with no creation dates; return both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None, "Creator": None,
+                                                         "Producer": None})
+    plt.close(fig)
+    return paths
+
+
+def _missing(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} in this sweep", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def figure1(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
+    """Fitting terms of ISM and DSM per step (with 2-SE bands), trained with DSM-S and with ISM."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, loss in zip(axes, ("dsm_s", "ism")):
+        chosen = runs_of(runs, loss, sigma)
+        if not chosen:
+            _missing(ax, f"{LOSS_LABEL[loss]} run at {sigma_label(sigma)}")
+            continue
+        m = chosen[0].metrics
+        for column, color, label in (("fit_dsm", DSM_COLOR, "DSM fitting term <s, ε>/σ"),
+                                     ("fit_ism", ISM_COLOR, "ISM fitting term div s")):
+            ax.plot(m["step"], m[column], color=color, lw=0.8, label=label)
+            band = 2 * m[f"{column}_se"]
+            ax.fill_between(m["step"], m[column] - band, m[column] + band, color=color, alpha=0.25, lw=0)
+        ax.set(title=f"trained with {LOSS_LABEL[loss]}, {sigma_label(sigma)}", xlabel="step",
+               ylabel="fitting term (± 2 SE)")
+        ax.legend(loc="best")
+    fig.suptitle(f"Figure 1: ISM and DSM fitting terms per step at {sigma_label(sigma)} "
+                 "(Prop. 2: equal in expectation)", fontsize=11)
+    return fig
+
+
+def figure2(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figure:
+    """Top: the trained objective's fitting term per step, one line per sigma. Bottom: its gradient norm."""
+    sigmas = sorted({r.sigma for r in runs})
+    fig, axes = plt.subplots(2, len(losses), figsize=(5.5 * len(losses), 7), sharex="col", squeeze=False)
+    for col, loss in enumerate(losses):
+        top, bottom = axes[0, col], axes[1, col]
+        chosen = runs_of(runs, loss)
+        if not chosen:
+            _missing(top, f"{LOSS_LABEL[loss]} run")
+            _missing(bottom, f"{LOSS_LABEL[loss]} run")
+            continue
+        labelled = set()
+        for run in chosen:
+            m, color = run.metrics, sigma_color(run.sigma, sigmas)
+            label = None if run.sigma in labelled else sigma_label(run.sigma)
+            labelled.add(run.sigma)
+            top.plot(m["step"], m[FIT_COLUMN[loss]], color=color, lw=0.7, label=label)
+            bottom.plot(m["step"], m[GRAD_COLUMN[loss]], color=color, lw=0.7, label=label)
+        top.set_yscale("symlog", linthresh=10)
+        bottom.set_yscale("log")
+        top.set(title=f"{LOSS_LABEL[loss]} training", ylabel=f"fitting term {FIT_COLUMN[loss]}")
+        bottom.set(xlabel="step", ylabel=f"gradient norm ({LOSS_LABEL[loss]})")
+        top.legend(loc="best")
+    fig.suptitle("Figure 2: fitting term (top) and gradient norm (bottom) across noise scales", fontsize=11)
+    return fig
+
+
+def figure3(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
+    """Learned and exact score fields, norm and fitting terms, ISM/DSM gradient cosine (ISM training)."""
+    fig, grid = plt.subplots(2, 2, figsize=(13, 7.6), gridspec_kw={"height_ratios": [0.8, 1]})
+    axes = grid.ravel()
+    chosen = runs_of(runs, "ism", sigma)
+    if not chosen:
+        for ax in axes:
+            _missing(ax, f"ISM run at {sigma_label(sigma)}")
+        return fig
+    run = chosen[0]
+    _score_fields(axes[:2], run)
+    m = run.metrics
+    axes[2].plot(m["step"], m["fit_dsm"], color=DSM_COLOR, lw=0.6, alpha=0.8, label="DSM fitting term")
+    axes[2].plot(m["step"], m["fit_ism"], color=ISM_COLOR, lw=1.0, label="ISM fitting term")
+    axes[2].plot(m["step"], m["norm"], color="black", lw=1.0, label="norm 0.5|s|² (shared)")
+    axes[2].set(title=f"norm and fitting terms, ISM training, {sigma_label(sigma)}", xlabel="step")
+    axes[2].legend(loc="best")
+    cos = m["grad_cos"]
+    axes[3].plot(m["step"], cos, color="purple", lw=0.6)
+    median = np.nanmedian(cos)
+    axes[3].axhline(median, color="black", ls="--", lw=0.9, label=f"median {median:.3f}")
+    axes[3].set(title="cosine of the ISM and DSM gradients", xlabel="step", ylabel="cosine",
+                ylim=(-1.05, 1.05))
+    axes[3].legend(loc="lower right")
+    fig.suptitle(f"Figure 3: score field (top), loss terms and gradient agreement (bottom), ISM training at "
+                 f"{sigma_label(sigma)}", fontsize=11)
+    return fig
+
+
+def _score_fields(axes, run: Run) -> None:
+    """Streamlines of the learned and the exact score over the data, coloured by log10 |s|."""
+    field = run.field()
+    if field is None:
+        for ax in axes:
+            _missing(ax, "score_field.npz")
+        return
+    gx, gy = field["grid_x"], field["grid_y"]
+    magnitudes = [np.log10(np.linalg.norm(field[k], axis=-1) + 1e-12) for k in ("score", "reference")
+                  if np.isfinite(field[k]).all()]
+    norm = matplotlib.colors.Normalize(min(m.min() for m in magnitudes), max(m.max() for m in magnitudes))
+    for ax, name, title in zip(axes, ("score", "reference"), ("learned score (ISM)", "exact score of q_σ")):
+        ax.scatter(field["data"][:, 0], field["data"][:, 1], s=1.5, color="#999999", zorder=1)
+        vec = field[name]
+        if not np.isfinite(vec).all():
+            ax.set_title(f"{title}: not available")
+            continue
+        colour = np.log10(np.linalg.norm(vec, axis=-1) + 1e-12)
+        lines = ax.streamplot(gx, gy, vec[..., 0], vec[..., 1], color=colour, cmap="magma_r", norm=norm,
+                              density=1.1, linewidth=0.8, arrowsize=0.8, zorder=2)
+        ax.set(title=title, xlabel="x", ylabel="y", aspect="equal", xlim=(gx[0], gx[-1]),
+               ylim=(gy[0], gy[-1]))
+    axes[0].figure.colorbar(lines.lines, ax=list(axes), shrink=0.9, pad=0.02, label="log10 |score|")
+
+
+def final_value(run: Run, column: str) -> float:
+    """The last finite value of a column (evaluation columns are NaN between evaluations)."""
+    values = run.metrics[column]
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if len(finite) else math.nan
+
+
+def figure4(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figure:
+    """Final esm_data (distance to the data score) and esm (to q_sigma's score) against sigma."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.3))
+    for loss in losses:
+        chosen = [r for r in runs_of(runs, loss) if r.sigma > 0]
+        clean = [final_value(r, "esm_data") for r in runs_of(runs, loss, 0.0)]
+        if chosen:
+            sig = np.array([r.sigma for r in chosen])
+            order = np.argsort(sig)
+            for column, style, label in (("esm_data", "-o", "vs data score"),
+                                         ("esm", "--^", "vs score of q_σ")):
+                vals = np.array([final_value(r, column) for r in chosen])
+                ax.plot(sig[order], vals[order], style, color=LOSS_COLOR[loss],
+                        mfc="none" if "^" in style else None, label=f"{LOSS_LABEL[loss]}: ESM {label}")
+        if clean:
+            ax.axhline(np.mean(clean), color=LOSS_COLOR[loss], ls=":", label=f"{LOSS_LABEL[loss]} at σ = 0")
+    ax.set(xscale="log", yscale="log", xlabel="noise scale σ", ylabel="ESM at the end of training",
+           title="Figure 4: distance to the data score vs noise scale")
+    ax.legend(loc="best")
+    return fig

@@ -1,0 +1,56 @@
+"""Rebuild the study: run the Figure 1-3 sweeps at one profile (finished runs are skipped), then draw
+Figures 1-4 and report.md from the saved files.
+
+    make figures                    # PROFILE=quick: minutes on a 2-core CPU
+    make figures PROFILE=paper      # the paper's exact settings (a GPU makes it minutes)
+    python scripts/figures.py --profile smoke --launcher basic
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dsmexp.report import build_report
+
+EXPERIMENTS = ("fig1", "fig2", "fig3")
+
+
+def launcher_overrides(launcher: str) -> list[str]:
+    """joblib runs CPU jobs side by side (one thread each); on a GPU, jobs run one after another."""
+    if launcher == "auto":
+        launcher = "basic" if torch.cuda.is_available() else "joblib"
+    return [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", choices=("paper", "quick", "smoke"))
+    parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib", "submitit_local"))
+    parser.add_argument("--out", type=Path, help="default: outputs/figures/<profile>")
+    args = parser.parse_args(argv)
+    sweep_dir = Path("outputs") / "sweeps" / f"figures-{args.profile}"
+    out = args.out or Path("outputs") / "figures" / args.profile
+    started, failed = time.perf_counter(), []
+    for experiment in EXPERIMENTS:
+        cmd = [sys.executable, "-m", "dsmexp", "-m", f"experiment={experiment}", f"+profile={args.profile}",
+               *launcher_overrides(args.launcher)]
+        print(f"== {' '.join(cmd[1:])}", flush=True)
+        if subprocess.run(cmd).returncode != 0:
+            failed.append(experiment)
+    report = build_report(sweep_dir, out)
+    elapsed = time.perf_counter() - started
+    print(f"{report}: figures 1-4 (png, pdf) and the claims table, {elapsed:.0f} s in all")
+    if failed:
+        print(f"some jobs of {', '.join(failed)} failed: see {sweep_dir}/runs.csv", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

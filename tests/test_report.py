@@ -1,0 +1,78 @@
+"""make figures at the smoke profile, and the report drawn for any sweep from saved files only."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsmexp import training
+from dsmexp.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from dsmexp.report import build_report
+from tests.conftest import TINY, run_cli
+
+pytestmark = pytest.mark.slow
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "figures.py"
+FIGURES = [f"figure{n}.{ext}" for n in range(1, 5) for ext in ("png", "pdf")]
+
+
+@pytest.fixture(scope="module")
+def smoke_figures(tmp_path_factory):
+    """`make figures PROFILE=smoke`, run in a scratch directory."""
+    cwd = tmp_path_factory.mktemp("figures")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--profile", "smoke", "--launcher", "basic"], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd
+
+
+def claim_rows(report: str) -> list[list[str]]:
+    section = report.split("## Claims")[1].split("## Figures")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    return rows[1:]
+
+
+def test_smoke_profile_draws_every_figure_and_a_report_with_numbers(smoke_figures):
+    out = smoke_figures / "outputs" / "figures" / "smoke"
+    for name in FIGURES:
+        assert (out / name).stat().st_size > 10_000, name
+    report = (out / "report.md").read_text()
+    rows = claim_rows(report)
+    assert len(rows) == 8
+    for row in rows:
+        numbers, verdict = row[2], row[3].strip(" |*")
+        assert re.search(r"\d", numbers), row
+        assert verdict in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+    assert rows[0][3].strip(" |*") == SUPPORTED  # DSM - DSM-S is the constant on every logged step
+    for n in range(1, 5):
+        assert f"![Figure {n}](figure{n}.png)" in report
+    assert "M = 4 noise samples" in report and "9 runs" in report
+
+
+def test_figures_come_from_saved_files_only_and_rebuild_byte_for_byte(smoke_figures, tmp_path, monkeypatch):
+    sweep = smoke_figures / "outputs" / "sweeps" / "figures-smoke"
+    for checkpoint in sweep.rglob("checkpoint.pt"):
+        checkpoint.unlink()  # no model weights left to evaluate
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the report must not train")
+    monkeypatch.setattr(training, "run", no_training)
+    monkeypatch.setattr(training.Trainer, "fit", no_training)
+    first, second = tmp_path / "a", tmp_path / "b"
+    build_report(sweep, first)
+    build_report(sweep, second)
+    for name in [*FIGURES, "report.md"]:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_report_command_works_for_any_sweep(tmp_path):
+    run_cli("-m", *TINY, "loss=dsm,ism", "sigma=0.05,0.2", "hydra.sweep.dir=outputs/mine", cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "dsmexp.report", "outputs/mine", "--out", "outputs/fig"],
+                          cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert "report.md" in proc.stdout
+    report = (tmp_path / "outputs" / "fig" / "report.md").read_text()
+    verdicts = [row[3].strip(" |*") for row in claim_rows(report)]
+    assert verdicts[0] == SUPPORTED and verdicts.count(INCONCLUSIVE) >= 4  # no paper grid here
+    for name in FIGURES:
+        assert (tmp_path / "outputs" / "fig" / name).exists()
