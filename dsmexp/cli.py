@@ -63,5 +63,6 @@ def check_single_run(argv: list[str]) -> None:
 
 def main() -> None:
     """Train one run (or a sweep with -m) in Hydra's output directory."""
+    training.prepare_cpu()  # before torch starts its worker threads, so they inherit it
     check_single_run(sys.argv[1:])
     _app()

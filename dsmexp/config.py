@@ -84,6 +84,7 @@ class Config:
     eval_samples: int = 2000
     checkpoint_every: int = 250
     grid_size: int = 64
+    compile: bool = False
     profile_name: str = "default"
     overwrite: bool = False
 

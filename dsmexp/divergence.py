@@ -1,7 +1,8 @@
 """Exact divergence of the score network, div s = Tr(ds/dz) (the ISM fitting term, Eq. 8), and the
-parameter gradients (vector-Jacobian products) of any combination of 0.5|s|^2, <s, c> and div s.
+parameter gradients (vector-Jacobian products) of any combination of <s, c> and div s.
 
-Points are feature-major: z has shape (d, n). Two kernels share one interface:
+Points are feature-major: z has shape (d, n). Two kernels share one interface (prepare once per step,
+then forward and backward per chunk):
 
 - TwoLayerKernel, for MLPs with two hidden layers (the paper's 16-32 network), is written out by hand.
   With s = W3 a2 + b3, a2 = phi(W2 a1 + b2), a1 = phi(W1 z + b1) and D_l = phi'(h_l),
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from dsmexp.models import ScoreMLP
+from dsmexp.models import Activation, ScoreMLP
 
 
 @dataclass
@@ -29,69 +30,102 @@ class Forward:
 
     s: Tensor  # (d, n) score
     div: Tensor  # (n,) exact divergence
-    saved: dict = field(default_factory=dict)
+    saved: tuple = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class TwoLayerWeights:
+    """The network's weights for one step, detached, with the products the divergence needs."""
+
+    w1: Tensor
+    b1: Tensor  # (n1, 1)
+    w2: Tensor
+    b2: Tensor
+    w3: Tensor
+    b3: Tensor
+    w2t: Tensor  # contiguous transposes: small GEMMs are fastest on contiguous operands
+    w3t: Tensor
+    bmat: Tensor  # B = W1 W3, (n1, n2)
+    cmat: Tensor  # C = W2 * B^T, (n2, n1)
+    cmatt: Tensor
+
+
+def two_layer_weights(model: ScoreMLP) -> TwoLayerWeights:
+    w1, b1, w2, b2, w3, b3 = (p.detach() for p in model.parameters())
+    bmat = w1 @ w3
+    cmat = (w2 * bmat.T).contiguous()
+    return TwoLayerWeights(w1, b1[:, None], w2, b2[:, None], w3, b3[:, None], w2.T.contiguous(),
+                           w3.T.contiguous(), bmat, cmat, cmat.T.contiguous())
+
+
+def two_layer_forward(w: TwoLayerWeights, act: Activation, z: Tensor) -> Forward:
+    """s, the exact divergence, and what the reverse pass needs, for points z (d, n)."""
+    h1 = torch.addmm(w.b1, w.w1, z)
+    a1 = act.fn(h1)
+    d1 = act.slope(h1, a1)
+    h2 = torch.addmm(w.b2, w.w2, a1)
+    a2 = act.fn(h2)
+    d2 = act.slope(h2, a2)
+    s = torch.addmm(w.b3, w.w3, a2)
+    u = w.cmat @ d1  # d(div)/d(D2), (n2, n)
+    v = w.cmatt @ d2  # d(div)/d(D1), (n1, n)
+    div = (d1 * v).sum(0)  # = sum_k D2_k u_k, through the narrower layer
+    keep = act.uses_preactivation
+    return Forward(s, div, (z, h1 if keep else None, a1, d1, h2 if keep else None, a2, d2, u, v))
+
+
+def two_layer_backward(w: TwoLayerWeights, act: Activation, fwd: Forward, s_bar: Tensor,
+                       div_row: int | None) -> list[Tensor]:
+    """Gradients of sum_points <s, s_bar[r]> (+ div s when r == div_row); leading dimension k rows."""
+    z, h1, a1, d1, h2, a2, d2, u, v = fwd.saved
+    g_w3, g_b3 = s_bar @ a2.T, s_bar.sum(2)
+    c2 = w.w3t @ s_bar  # (k, n2, n): cotangent of a2, then of h2
+    act.backprop(c2, div_row, h2, a2, d2, u)
+    g_w2, g_b2 = c2 @ a1.T, c2.sum(2)
+    c1 = w.w2t @ c2  # (k, n1, n): cotangent of a1, then of h1
+    act.backprop(c1, div_row, h1, a1, d1, v)
+    g_w1, g_b1 = (z @ c1.transpose(1, 2)).transpose(1, 2), c1.sum(2)
+    if div_row is not None:  # div also depends on the weights through C = W2 * (W1 W3)^T
+        g_c = d2 @ d1.T
+        g_b = (g_c * w.w2).T
+        g_w2[div_row] += g_c * w.bmat.T
+        g_w1[div_row] += g_b @ w.w3.T
+        g_w3[div_row] += w.w1.T @ g_b
+    return [g_w1, g_b1, g_w2, g_b2, g_w3, g_b3]
 
 
 class TwoLayerKernel:
-    """Hand-written forward and reverse pass for d -> n1 -> n2 -> d MLPs."""
+    """Hand-written forward and reverse pass for d -> n1 -> n2 -> d MLPs (optionally torch.compile'd)."""
 
-    def __init__(self, model: ScoreMLP) -> None:
+    def __init__(self, model: ScoreMLP, compile: bool = False) -> None:
         assert len(model.hidden) == 2, "TwoLayerKernel needs exactly two hidden layers"
-        self.model = model
-        self.act = model.activation
+        self.model, self.act = model, model.activation
+        self._forward, self._backward = two_layer_forward, two_layer_backward
+        if compile:
+            self._forward = torch.compile(two_layer_forward, dynamic=False)
+            self._backward = torch.compile(two_layer_backward, dynamic=False)
+        self.prepare()
 
-    def weights(self) -> tuple[Tensor, ...]:
-        """(W1, b1, W2, b2, W3, b3) detached, plus B = W1 W3 and C = W2 * B^T for the divergence."""
-        w1, b1, w2, b2, w3, b3 = (p.detach() for p in self.model.parameters())
-        bmat = w1 @ w3
-        return w1, b1, w2, b2, w3, b3, bmat, w2 * bmat.T
+    def prepare(self) -> None:
+        """Read the current weights; call once per step, after the optimiser has moved them."""
+        self.weights = two_layer_weights(self.model)
 
     def forward(self, z: Tensor) -> Forward:
-        weights = self.weights()
-        w1, b1, w2, b2, w3, b3, bmat, cmat = weights
-        h1 = torch.addmm(b1[:, None], w1, z)
-        a1 = self.act.fn(h1)
-        d1, e1 = self.act.derivatives(h1, a1)
-        h2 = torch.addmm(b2[:, None], w2, a1)
-        a2 = self.act.fn(h2)
-        d2, e2 = self.act.derivatives(h2, a2)
-        s = torch.addmm(b3[:, None], w3, a2)
-        u = cmat @ d1  # d(div)/d(D2), shape (n2, n)
-        div = (d2 * u).sum(0)
-        saved = dict(z=z, a1=a1, d1=d1, e1=e1, a2=a2, d2=d2, e2=e2, u=u)
-        return Forward(s, div, saved | {"weights": weights})
+        return self._forward(self.weights, self.act, z)
 
     def backward(self, fwd: Forward, s_bar: Tensor, div_row: int | None) -> list[Tensor]:
-        """Gradients of sum_points <s, s_bar[r]> (+ div s when r == div_row), one row r per objective.
-
-        s_bar has shape (k, d, n); each returned gradient has a leading dimension k.
-        """
-        v = fwd.saved
-        w1, _, w2, _, w3, _, bmat, cmat = v["weights"]
-        g_w3, g_b3 = s_bar @ v["a2"].T, s_bar.sum(2)
-        hb2 = (w3.T @ s_bar).mul_(v["d2"])
-        if div_row is not None:
-            hb2[div_row].addcmul_(v["e2"], v["u"])
-        g_w2, g_b2 = hb2 @ v["a1"].T, hb2.sum(2)
-        hb1 = (w2.T @ hb2).mul_(v["d1"])
-        if div_row is not None:
-            hb1[div_row].addcmul_(v["e1"], cmat.T @ v["d2"])
-        g_w1, g_b1 = hb1 @ v["z"].T, hb1.sum(2)
-        if div_row is not None:  # div also depends on the weights through C = W2 * (W1 W3)^T
-            g_c = v["d2"] @ v["d1"].T
-            g_b = (g_c * w2).T
-            g_w2[div_row] += g_c * bmat.T
-            g_w1[div_row] += g_b @ w3.T
-            g_w3[div_row] += w1.T @ g_b
-        return [g_w1, g_b1, g_w2, g_b2, g_w3, g_b3]
+        return self._backward(self.weights, self.act, fwd, s_bar, div_row)
 
 
 class TangentKernel:
     """Any-depth MLP: d tangent columns carried forward, gradients by autograd."""
 
-    def __init__(self, model: ScoreMLP) -> None:
+    def __init__(self, model: ScoreMLP, compile: bool = False) -> None:
         self.model = model
         self.act = model.activation
+
+    def prepare(self) -> None:
+        """Nothing to precompute: autograd reads the parameters directly."""
 
     def forward(self, z: Tensor) -> Forward:
         layers = self.model.layers
@@ -105,7 +139,7 @@ class TangentKernel:
                 else:
                     h_tangent = tangent @ layer.weight.T
                 a = self.act.fn(h)
-                tangent = self.act.derivatives(h, a)[0][:, None, :] * h_tangent
+                tangent = self.act.slope(h, a)[:, None, :] * h_tangent
             s = layers[-1](a)
             if tangent is None:  # linear model: ds/dz = W everywhere
                 div = layers[-1].weight.diagonal().sum().expand(a.shape[0])
@@ -127,6 +161,6 @@ class TangentKernel:
 Kernel = TwoLayerKernel | TangentKernel
 
 
-def make_kernel(model: ScoreMLP) -> Kernel:
-    """The fastest exact kernel for this network."""
-    return TwoLayerKernel(model) if len(model.hidden) == 2 else TangentKernel(model)
+def make_kernel(model: ScoreMLP, compile: bool = False) -> Kernel:
+    """The fastest exact kernel for this network (torch.compile'd when asked and it applies)."""
+    return TwoLayerKernel(model, compile) if len(model.hidden) == 2 else TangentKernel(model, compile)

@@ -32,7 +32,7 @@ def _or_nan(compute, shape: tuple[int, ...], what: str) -> np.ndarray:
     try:
         return compute()
     except ReferenceUnavailable as err:
-        log.warning("%s is NaN: %s", what, err)
+        log.info("%s is NaN: %s", what, err)
         return np.full(shape, math.nan)
 
 

@@ -11,37 +11,58 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class Activation:
-    """phi, and (h, a = phi(h)) -> (phi'(h), phi''(h)); the ISM gradient needs phi''."""
+    """phi with phi' and phi'' as functions of (h, a = phi(h)); the ISM gradient needs phi''.
+
+    `backprop(c, row, h, a, d, u)` is the reverse pass through the activation for k stacked cotangents
+    c (k, width, n): c <- phi'(h) * c, plus phi''(h) * u in the row that carries the divergence.
+    tanh does it without forming phi'' (tanh'' = -2 a tanh').
+    """
 
     fn: Callable[[Tensor], Tensor]
-    derivatives: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    slope: Callable[[Tensor, Tensor], Tensor]
+    curvature: Callable[[Tensor, Tensor], Tensor]
+    uses_preactivation: bool = True
+    curvature_over_slope_is_minus_2a: bool = False
+
+    def backprop(self, c: Tensor, row: int | None, h: Tensor | None, a: Tensor, d: Tensor, u: Tensor) -> None:
+        if self.curvature_over_slope_is_minus_2a:
+            if row is not None:
+                c[row].addcmul_(a, u, value=-2)
+            c.mul_(d)
+            return
+        c.mul_(d)
+        if row is not None:
+            c[row].addcmul_(self.curvature(h, a), u)
 
 
-def _tanh_derivatives(h: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-    d1 = 1 - a * a
-    return d1, -2 * a * d1
+def _sigmoid_slope(h: Tensor, a: Tensor) -> Tensor:
+    return a * (1 - a)
 
 
-def _sigmoid_derivatives(h: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-    d1 = a * (1 - a)
-    return d1, d1 * (1 - 2 * a)
-
-
-def _softplus_derivatives(h: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+def _silu_slope(h: Tensor, a: Tensor) -> Tensor:
     g = torch.sigmoid(h)
-    return g, g * (1 - g)
+    return g * (1 + h * (1 - g))
 
 
-def _silu_derivatives(h: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+def _silu_curvature(h: Tensor, a: Tensor) -> Tensor:
     g = torch.sigmoid(h)
-    return g * (1 + h * (1 - g)), g * (1 - g) * (2 + h * (1 - 2 * g))
+    return g * (1 - g) * (2 + h * (1 - 2 * g))
+
+
+def _softplus_curvature(h: Tensor, a: Tensor) -> Tensor:
+    g = torch.sigmoid(h)
+    return g * (1 - g)
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation(torch.tanh, _tanh_derivatives),
-    "sigmoid": Activation(torch.sigmoid, _sigmoid_derivatives),
-    "softplus": Activation(nn.functional.softplus, _softplus_derivatives),
-    "silu": Activation(nn.functional.silu, _silu_derivatives),
+    # tanh' = 1 - a^2 and tanh'' = -2 a tanh', so phi' c + phi'' u = (c - 2 a u) phi'
+    "tanh": Activation(torch.tanh, lambda h, a: torch.addcmul(a.new_ones(()), a, a, value=-1),
+                       lambda h, a: -2 * a * (1 - a * a), uses_preactivation=False,
+                       curvature_over_slope_is_minus_2a=True),
+    "sigmoid": Activation(torch.sigmoid, _sigmoid_slope, lambda h, a: a * (1 - a) * (1 - 2 * a),
+                          uses_preactivation=False),
+    "softplus": Activation(nn.functional.softplus, lambda h, a: torch.sigmoid(h), _softplus_curvature),
+    "silu": Activation(nn.functional.silu, _silu_slope, _silu_curvature),
 }
 
 

@@ -38,20 +38,60 @@ class Moments:
         self.sum2: Tensor | float = 0.0
 
     def add(self, values: Tensor) -> None:
+        """Add a chunk of values: one row per quantity, one column per point."""
         values = values.double()
         if self.shift is None:
-            self.shift = values.mean()
+            self.shift = values.mean(-1, keepdim=True)
         centred = values - self.shift
-        self.sum1 = self.sum1 + centred.sum()
-        self.sum2 = self.sum2 + (centred * centred).sum()
-        self.count += values.numel()
+        self.sum1 = self.sum1 + centred.sum(-1)
+        self.sum2 = self.sum2 + (centred * centred).sum(-1)
+        self.count += values.shape[-1]
 
     def mean(self) -> Tensor:
-        return self.shift + self.sum1 / self.count
+        return self.shift.squeeze(-1) + self.sum1 / self.count
 
     def standard_error(self) -> Tensor:
         var = (self.sum2 - self.sum1 * self.sum1 / self.count) / max(self.count - 1, 1)
         return var.clamp_min(0).sqrt() / math.sqrt(self.count)
+
+
+class StepSums:
+    """Float64 sums over one step's points: enough for every mean and standard error of section 4."""
+
+    def __init__(self, sigma: float) -> None:
+        self.sigma, self.count = sigma, 0
+        self.fits = Moments()  # per-point (div s, <s, eps>/sigma), as two rows
+        self.squares: Tensor | float = 0.0  # sum |s|^2, sum |eps|^2, sum |s + eps/sigma|^2
+
+    def add(self, s: Tensor, div: Tensor, e: Tensor | None) -> None:
+        s64 = _float64(s)
+        self.count += s.shape[1]
+        if e is None:
+            self.fits.add(div[None])
+            self.squares = self.squares + _square(s64)[None]
+            return
+        e64 = _float64(e)
+        residual = torch.add(s64, e64, alpha=1 / self.sigma)
+        self.fits.add(torch.stack([div.double(), (s64 * e64).sum(0) / self.sigma]))
+        self.squares = self.squares + torch.stack([_square(s64), _square(e64), _square(residual)])
+
+    def means(self) -> dict[str, Tensor]:
+        """Means of norm, fit_ism and, with noise, fit_dsm, const_dsm and loss_dsm."""
+        half_mean = 0.5 * self.squares / self.count
+        fits = self.fits.mean()
+        out = {"norm": half_mean[0], "fit_ism": fits[0]}
+        if len(half_mean) > 1:
+            out |= {"fit_dsm": fits[1], "const_dsm": half_mean[1] / self.sigma**2, "loss_dsm": half_mean[2]}
+        return out
+
+
+def _float64(t: Tensor) -> Tensor:
+    """A contiguous float64 copy (chunks are column slices, so their rows are not adjacent)."""
+    return t.to(torch.float64, memory_format=torch.contiguous_format).contiguous()
+
+
+def _square(t: Tensor) -> Tensor:
+    return torch.dot(t.view(-1), t.view(-1))
 
 
 def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss: str,
@@ -60,65 +100,55 @@ def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss
 
     With diagnostics=False only the trained objective is differentiated (grad_norm of the other and
     grad_cos are NaN); every other column is still computed. sigma = 0 uses z = x and no noise.
+    eps drawn feature-major (a (d, M, N) tensor permuted to (M, N, d)) is used without a copy.
     """
     noisy = sigma > 0
     dim = x.shape[1]
-    z = (x + sigma * eps if noisy else x).reshape(-1, dim).T.contiguous()  # (d, P) feature-major
-    e = eps.reshape(-1, dim).T.contiguous() if noisy else None
+    kernel.prepare()
+    if noisy:
+        e_fm = eps.permute(2, 0, 1)  # (d, M, N)
+        z = torch.add(x.T[:, None, :], e_fm, alpha=sigma).reshape(dim, -1)  # (d, P)
+        e = e_fm.reshape(dim, -1)
+    else:
+        z, e = x.T.contiguous(), None
     want_ism = loss == "ism" or diagnostics
     want_dsm = noisy and (loss != "ism" or diagnostics)
-    stats = {name: Moments() for name in ("norm", "fit_ism", "fit_dsm", "const_dsm", "loss_dsm")}
+    sums = StepSums(sigma)
     grads: list[Tensor] | None = None
     for start in range(0, z.shape[1], chunk_size):
         chunk = slice(start, start + chunk_size)
-        fwd, s_bar = _chunk_terms(kernel, z[:, chunk], e[:, chunk] if noisy else None, sigma,
-                                  stats, want_ism, want_dsm)
-        g = kernel.backward(fwd, s_bar, 0 if want_ism else None)
+        fwd = kernel.forward(z[:, chunk])
+        s = fwd.s.detach()
+        sums.add(s, fwd.div.detach(), e[:, chunk] if noisy else None)
+        cotangents = [s] if want_ism else []  # d(0.5|s|^2)/ds; the div part is added by the kernel
+        if want_dsm:
+            cotangents.append(torch.add(s, e[:, chunk], alpha=1 / sigma))  # d(DSM-S)/ds = d(DSM)/ds
+        g = kernel.backward(fwd, torch.stack(cotangents), 0 if want_ism else None)
         grads = g if grads is None else [a.add_(b) for a, b in zip(grads, g)]
-    count = z.shape[1]
-    grads = [g / count for g in grads]
+    grads = [g / sums.count for g in grads]
     g_ism = [g[0] for g in grads] if want_ism else None
     g_dsm = [g[-1] for g in grads] if want_dsm else None
-    metrics = _assemble(stats, g_ism, g_dsm, loss, noisy)
+    metrics = _assemble(sums, g_ism, g_dsm, loss, noisy)
     return StepTerms(metrics, g_ism if loss == "ism" else g_dsm)
 
 
-def _chunk_terms(kernel: Kernel, z: Tensor, e: Tensor | None, sigma: float, stats: dict[str, Moments],
-                 want_ism: bool, want_dsm: bool) -> tuple:
-    """Forward one chunk, add its per-point terms to `stats`, return the forward and the s-cotangents."""
-    fwd = kernel.forward(z)
-    s = fwd.s.detach()
-    s64 = s.double()
-    stats["norm"].add(0.5 * (s64 * s64).sum(0))
-    stats["fit_ism"].add(fwd.div.detach())
-    cotangents = [s] if want_ism else []  # d(0.5|s|^2)/ds; the div part is added by the kernel
-    if e is not None:
-        e64 = e.double()
-        residual = s64 + e64 / sigma
-        stats["fit_dsm"].add((s64 * e64).sum(0) / sigma)
-        stats["const_dsm"].add(0.5 * (e64 * e64).sum(0) / sigma**2)
-        stats["loss_dsm"].add(0.5 * (residual * residual).sum(0))
-        if want_dsm:
-            cotangents.append(s + e / sigma)  # d(0.5|s + eps/sigma|^2)/ds = d(DSM-S)/ds
-    return fwd, torch.stack(cotangents)
-
-
-def _assemble(stats: dict[str, Moments], g_ism: list[Tensor] | None, g_dsm: list[Tensor] | None,
+def _assemble(sums: StepSums, g_ism: list[Tensor] | None, g_dsm: list[Tensor] | None,
               loss: str, noisy: bool) -> Tensor:
-    """The METRICS vector from the accumulated moments and the two gradients."""
-    nan = torch.full((), math.nan, dtype=torch.float64, device=stats["norm"].mean().device)
-    norm, fit_ism = stats["norm"].mean(), stats["fit_ism"].mean()
-    fit_dsm = stats["fit_dsm"].mean() if noisy else nan
+    """The METRICS vector from the step's sums and the two gradients."""
+    means = sums.means()
+    nan = torch.full((), math.nan, dtype=torch.float64, device=means["norm"].device)
+    se = sums.fits.standard_error()
+    norm, fit_ism, fit_dsm = means["norm"], means["fit_ism"], means.get("fit_dsm", nan)
     values = {
         "norm": norm,
         "fit_ism": fit_ism,
         "fit_dsm": fit_dsm,
-        "const_dsm": stats["const_dsm"].mean() if noisy else nan,
+        "const_dsm": means.get("const_dsm", nan),
         "loss_ism": norm + fit_ism,
         "loss_dsm_s": norm + fit_dsm,
-        "loss_dsm": stats["loss_dsm"].mean() if noisy else nan,
-        "fit_ism_se": stats["fit_ism"].standard_error(),
-        "fit_dsm_se": stats["fit_dsm"].standard_error() if noisy else nan,
+        "loss_dsm": means.get("loss_dsm", nan),
+        "fit_ism_se": se[0],
+        "fit_dsm_se": se[1] if noisy else nan,
     }
     flat_ism = _flatten(g_ism)
     flat_dsm = _flatten(g_dsm)

@@ -1,0 +1,264 @@
+"""Benchmark one instrumented training step: every DESIGN.md section 4 column, both gradients, the
+optimiser step, at the paper configuration (half-moon N=1000, M=500, MLP 2-16-32-2 tanh), on the same
+data, network and noise for
+
+  (a) a naive reference in the common style: one forward for DSM-S, the ISM trace by a Python loop of
+      autograd.grad(create_graph=True) over dimensions, separate backward passes;
+  (b) dsmexp's step as the runner uses it;
+  (c) dsmexp with torch.compile (--no-compile skips it).
+
+Then ms/step against M and against the dimension d (Gaussian data) for the exact trace. Medians over
+interleaved repeats after warm-up, with min-max spread; results go to outputs/bench/bench.json.
+
+    make bench                          # or: python scripts/bench.py --device cuda --repeats 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from dsmexp.divergence import TangentKernel, make_kernel
+from dsmexp.models import ScoreMLP
+from dsmexp.objectives import METRICS, step_terms
+from dsmexp.reference import load_dataset
+from dsmexp.training import CPU_CHUNK, CUDA_CHUNK, prepare_cpu
+
+SIGMA, N, HIDDEN = 0.01, 1000, [16, 32]
+M_PAPER = 500
+SCALES = {"full": {"m": M_PAPER, "by_m": (1, 10, 100, 500), "by_d": (2, 8, 32, 128), "d_m": 50},
+          "smoke": {"m": 10, "by_m": (1, 10), "by_d": (2, 8), "d_m": 5}}
+
+
+def naive_step(model: ScoreMLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, eps: torch.Tensor,
+               sigma: float) -> dict[str, float]:
+    """One instrumented DSM-S step as it is commonly written (the reference the speed-up is against)."""
+    params = list(model.parameters())
+    d = x.shape[1]
+    z = (x + sigma * eps).reshape(-1, d)
+    e = eps.reshape(-1, d)
+    s = model(z)  # DSM-S: one forward
+    norm = 0.5 * (s**2).sum(-1)
+    fit_dsm = (s * e).sum(-1) / sigma
+    loss_dsm_s = (norm + fit_dsm).mean()
+    loss_dsm = (0.5 * ((s + e / sigma) ** 2).sum(-1)).mean()
+    const_dsm = (0.5 * (e**2).sum(-1) / sigma**2).mean()
+    zg = z.clone().requires_grad_(True)  # ISM: its own forward, trace by a loop over dimensions
+    s2 = model(zg)
+    div = torch.zeros(len(z), device=z.device, dtype=z.dtype)
+    for i in range(d):
+        div = div + torch.autograd.grad(s2[:, i].sum(), zg, create_graph=True)[0][:, i]
+    loss_ism = (0.5 * (s2**2).sum(-1) + div).mean()
+    g_ism = torch.autograd.grad(loss_ism, params)  # separate backward passes
+    g_dsm = torch.autograd.grad(loss_dsm_s, params)
+    flat_ism = torch.cat([g.flatten() for g in g_ism])
+    flat_dsm = torch.cat([g.flatten() for g in g_dsm])
+    root = math.sqrt(len(z))
+    row = {"loss": loss_dsm_s, "norm": norm.mean(), "fit_ism": div.mean(), "fit_dsm": fit_dsm.mean(),
+           "const_dsm": const_dsm, "loss_ism": loss_ism, "loss_dsm_s": loss_dsm_s, "loss_dsm": loss_dsm,
+           "fit_ism_se": div.std() / root, "fit_dsm_se": fit_dsm.std() / root,
+           "grad_norm_ism": flat_ism.norm(), "grad_norm_dsm": flat_dsm.norm(),
+           "grad_cos": flat_ism @ flat_dsm / (flat_ism.norm() * flat_dsm.norm())}
+    optimizer.zero_grad()
+    for p, g in zip(params, g_dsm):
+        p.grad = g
+    optimizer.step()
+    return {k: float(v.detach()) for k, v in row.items()}
+
+
+def dsmexp_step(kernel, model: ScoreMLP, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                eps: torch.Tensor, sigma: float, chunk: int) -> torch.Tensor:
+    """One step as dsmexp's runner takes it: all terms, both gradients, the optimiser step."""
+    terms = step_terms(kernel, x, eps, sigma, "dsm_s", True, chunk)
+    for p, g in zip(model.parameters(), terms.grad):
+        p.grad = g
+    optimizer.step()
+    return terms.metrics
+
+
+def bound_step(kernel, model: ScoreMLP, optimizer: torch.optim.Optimizer, setup: Setup,
+               chunk: int) -> Callable[[], torch.Tensor]:
+    """dsmexp_step with its arguments fixed, ready to time."""
+    return lambda: dsmexp_step(kernel, model, optimizer, setup.x, setup.eps, SIGMA, chunk)
+
+
+class Setup:
+    """The same data, network (initial state) and noise for every variant."""
+
+    def __init__(self, device: torch.device, dim: int = 2, m: int = M_PAPER, seed: int = 0) -> None:
+        self.device = device
+        ds = load_dataset("half_moon") if dim == 2 else load_dataset("gaussian", dim=dim)
+        self.x = torch.as_tensor(ds.sample(N, seed), dtype=torch.float32, device=device)
+        torch.manual_seed(seed)
+        self.state = ScoreMLP(dim, HIDDEN, "tanh").state_dict()
+        gen = torch.Generator(device=device).manual_seed(seed + 1)
+        noise = torch.randn((dim, m, N), generator=gen, device=device)
+        self.eps = noise.permute(1, 2, 0)  # (M, N, d) view of feature-major noise, as the runner draws it
+        self.dim = dim
+
+    def model_and_optimizer(self) -> tuple[ScoreMLP, torch.optim.Optimizer]:
+        model = ScoreMLP(self.dim, HIDDEN, "tanh").to(self.device)
+        model.load_state_dict(self.state)
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                     device: torch.device) -> dict[str, list[float]]:
+    """Run the variants round-robin (so drifting machine speed hits all alike); seconds per call."""
+    for f in variants.values():
+        for _ in range(warmup):
+            f()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, f in variants.items():
+            sync(device)
+            started = time.perf_counter()
+            f()
+            sync(device)
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def summary_ms(seconds: list[float]) -> dict[str, float]:
+    ms = [1e3 * s for s in seconds]
+    return {"median": statistics.median(ms), "min": min(ms), "max": max(ms)}
+
+
+def peak_memory_mb(device: torch.device, run: Callable[[], object]) -> float:
+    """Peak memory a few calls of `run` need: CUDA allocator peak, or growth of the process's peak RSS."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(2):
+            run()
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with open("/proc/self/statm") as f:
+        before = int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    for _ in range(2):
+        run()
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before, 0.0)
+
+
+def agreement(setup: Setup, chunk: int) -> float:
+    """Largest relative difference between naive and dsmexp metrics on the same step."""
+    model_a, opt_a = setup.model_and_optimizer()
+    model_b, opt_b = setup.model_and_optimizer()
+    naive = naive_step(model_a, opt_a, setup.x, setup.eps.contiguous(), SIGMA)
+    ours = dict(zip(METRICS, bound_step(make_kernel(model_b), model_b, opt_b, setup, chunk)().tolist()))
+    return max(abs(naive[k] - ours[k]) / max(abs(ours[k]), 1e-12) for k in naive)
+
+
+def main_comparison(device: torch.device, chunk: int, repeats: int, compile_too: bool, m: int) -> dict:
+    setup = Setup(device, m=m)
+    model_n, opt_n = setup.model_and_optimizer()
+    model_d, opt_d = setup.model_and_optimizer()
+    kernel = make_kernel(model_d)
+    eps_contiguous = setup.eps.contiguous()
+    ours = bound_step(kernel, model_d, opt_d, setup, chunk)
+    peak = peak_memory_mb(device, ours)
+    variants = {"dsmexp": ours, "naive": lambda: naive_step(model_n, opt_n, setup.x, eps_contiguous, SIGMA)}
+    if compile_too:
+        model_c, opt_c = setup.model_and_optimizer()
+        compiled = make_kernel(model_c, compile=True)
+        variants["compiled"] = bound_step(compiled, model_c, opt_c, setup, chunk)
+    times = time_interleaved(variants, repeats, warmup=2, device=device)
+    naive_peak = peak_memory_mb(device, variants["naive"])
+    return {"times": {k: summary_ms(v) for k, v in times.items()}, "peak_mem_mb": peak,
+            "naive_peak_mem_mb": naive_peak, "max_rel_diff_vs_naive": agreement(setup, chunk)}
+
+
+def scaling_tables(device: torch.device, chunk: int, repeats: int, scale: dict) -> dict:
+    """ms/step against M (half-moon) and against d (Gaussian data) for the exact trace."""
+    by_m = {}
+    for m in scale["by_m"]:
+        setup = Setup(device, m=m)
+        model, opt = setup.model_and_optimizer()
+        kernel = make_kernel(model)
+        t = time_interleaved({"dsmexp": bound_step(kernel, model, opt, setup, chunk)}, repeats, warmup=1,
+                             device=device)
+        by_m[m] = summary_ms(t["dsmexp"])["median"]
+    by_d = {}
+    for dim in scale["by_d"]:
+        setup = Setup(device, dim=dim, m=scale["d_m"])
+        model_f, opt_f = setup.model_and_optimizer()
+        model_t, opt_t = setup.model_and_optimizer()
+        fast, tangent = make_kernel(model_f), TangentKernel(model_t)
+        t = time_interleaved({"bilinear": bound_step(fast, model_f, opt_f, setup, chunk),
+                              "tangent": bound_step(tangent, model_t, opt_t, setup, chunk)},
+                             max(3, repeats // 2), warmup=1, device=device)
+        by_d[dim] = {k: summary_ms(v)["median"] for k, v in t.items()}
+    return {"ms_by_M": by_m, "ms_by_d": by_d}
+
+
+def print_report(result: dict) -> None:
+    t = result["times"]
+    m = result["config"]["M"]
+    print(f"\none instrumented step, N={N}, M={m}, MLP 2-16-32-2 tanh, {result['device']}")
+    print(f"{'variant':10s} {'median ms':>10s} {'min-max ms':>16s}")
+    for name in ("naive", "dsmexp", "compiled"):
+        if name in t:
+            print(f"{name:10s} {t[name]['median']:10.1f} {t[name]['min']:7.1f} - {t[name]['max']:<7.1f}")
+    print(f"speed-up vs naive {result['speedup_vs_naive']:.1f}x; {result['points_per_s']:.3g} points/s; "
+          f"peak memory {result['peak_mem_mb']:.0f} MB (naive {result['naive_peak_mem_mb']:.0f} MB); "
+          f"metrics agree with naive to {result['max_rel_diff_vs_naive']:.1e}")
+    by_m = "  ".join(f"M={m}: {v:.1f}" for m, v in result["ms_by_M"].items())
+    print(f"\nms/step against M (N={N}, d=2):  {by_m}")
+    print(f"ms/step against d (Gaussian, N={N}, M={result['config']['M_by_d']}):")
+    print(f"{'d':>5s} {'bilinear (dsmexp)':>18s} {'tangent columns':>16s}")
+    for dim, row in result["ms_by_d"].items():
+        print(f"{dim:5d} {row['bilinear']:18.1f} {row['tangent']:16.1f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench/bench.json"))
+    args = parser.parse_args(argv)
+    prepare_cpu()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    chunk = CUDA_CHUNK if device.type == "cuda" else CPU_CHUNK
+    scale = SCALES["smoke" if args.smoke else "full"]
+    started = time.perf_counter()
+    main = main_comparison(device, chunk, args.repeats, not args.no_compile, scale["m"])
+    t = main["times"]
+    threads = torch.get_num_threads()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {threads} threads"
+    result = {
+        "device": name, "naive_ms": t["naive"]["median"], "dsmexp_ms": t["dsmexp"]["median"],
+        "compiled_ms": t["compiled"]["median"] if "compiled" in t else None,
+        "speedup_vs_naive": t["naive"]["median"] / t["dsmexp"]["median"],
+        "points_per_s": scale["m"] * N / (t["dsmexp"]["median"] / 1e3),
+        "peak_mem_mb": main["peak_mem_mb"], "naive_peak_mem_mb": main["naive_peak_mem_mb"],
+        "max_rel_diff_vs_naive": main["max_rel_diff_vs_naive"], "times": t,
+        "config": {"N": N, "M": scale["m"], "M_by_d": scale["d_m"], "hidden": HIDDEN,
+                   "activation": "tanh", "sigma": SIGMA, "chunk": chunk, "repeats": args.repeats},
+        "torch": torch.__version__, "python": platform.python_version(),
+    }
+    result |= scaling_tables(device, chunk, args.repeats, scale)
+    result["bench_seconds"] = time.perf_counter() - started
+    print_report(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{args.out} ({result['bench_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""The benchmark script runs and reports every key (its numbers are read by people, not asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+
+
+def test_bench_smoke_writes_every_key(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--repeats", "2", "--no-compile",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    for key in ("device", "naive_ms", "dsmexp_ms", "compiled_ms", "speedup_vs_naive", "points_per_s",
+                "peak_mem_mb"):
+        assert key in result
+    assert result["compiled_ms"] is None
+    assert result["naive_ms"] > 0 and result["dsmexp_ms"] > 0 and result["points_per_s"] > 0
+    assert result["max_rel_diff_vs_naive"] < 1e-4  # both variants compute the same step
+    assert set(result["ms_by_M"]) == {"1", "10"} and set(result["ms_by_d"]) == {"2", "8"}
+    assert "speed-up vs naive" in proc.stdout
