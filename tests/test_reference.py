@@ -132,41 +132,41 @@ def esm_per_point(model: ScoreMLP, z: torch.Tensor, ref: torch.Tensor):
     return s, fwd.div.detach(), 0.5 * ((s - ref) ** 2).sum(1)
 
 
-def test_hyvarinen_ism_minus_esm_is_the_same_constant_for_two_networks(noised_half_moon):
-    """Seed 001: ISM = ESM + C, with C = -0.5 E|grad log q|^2 independent of the network."""
-    x, eps, sigma, z, ref = noised_half_moon
-    offsets, esms, cross = [], [], []
+def offsets_across_networks(noised, loss: str, cross_term):
+    """For each of the two networks: the logged loss minus ESM on the same z, and the per-point term
+    whose mean (zero by the identity under test) is all that separates the two offsets."""
+    x, eps, sigma, z, ref = noised
+    offsets, esm_means, cross = [], [], []
     for seed, scale in NETWORKS:
         model = network(seed, scale)
-        terms = step_terms(make_kernel(model), x, eps, sigma, "ism")
-        loss_ism = float(terms.metrics[METRICS.index("loss_ism")])
+        terms = step_terms(make_kernel(model), x, eps, sigma, loss)
         s, div, esm = esm_per_point(model, z, ref)
-        offsets.append(loss_ism - float(esm.mean()))
-        esms.append(esm)
-        cross.append(div + (s * ref).sum(1))  # mean zero by Prop. 1: all that separates the offsets
+        offsets.append(float(terms.metrics[METRICS.index(f"loss_{loss}")]) - float(esm.mean()))
+        esm_means.append(float(esm.mean()))
+        cross.append(cross_term(s, div))
     se = float((cross[0] - cross[1]).std() / math.sqrt(len(z)))
-    assert abs(float(esms[0].mean() - esms[1].mean())) > 50 * se  # the networks really differ
+    return offsets, esm_means, cross, se
+
+
+def test_hyvarinen_ism_minus_esm_is_the_same_constant_for_two_networks(noised_half_moon):
+    """Seed 001: ISM = ESM + C, with C = -0.5 E|grad log q|^2 independent of the network."""
+    ref = noised_half_moon[-1]
+    offsets, esm_means, cross, se = offsets_across_networks(
+        noised_half_moon, "ism", lambda s, div: div + (s * ref).sum(1))  # mean zero by Prop. 1
+    assert abs(esm_means[0] - esm_means[1]) > 50 * se  # the networks really differ
     assert abs(offsets[0] - offsets[1]) < 4 * se
     constant = -0.5 * float((ref * ref).sum(1).mean())
     for offset, c in zip(offsets, cross):
-        assert offset == pytest.approx(constant, abs=4 * float(c.std() / math.sqrt(len(z))))
+        assert offset == pytest.approx(constant, abs=4 * float(c.std() / math.sqrt(len(c))))
 
 
 def test_vincent_dsm_minus_esm_is_the_same_constant_for_two_networks(noised_half_moon):
     """Seed 000: DSM = ESM + C with C independent of the network."""
-    x, eps, sigma, z, ref = noised_half_moon
-    e = eps.reshape(-1, 2)
-    offsets, esms, cross = [], [], []
-    for seed, scale in NETWORKS:
-        model = network(seed, scale)
-        terms = step_terms(make_kernel(model), x, eps, sigma, "dsm")
-        loss_dsm = float(terms.metrics[METRICS.index("loss_dsm")])
-        s, _, esm = esm_per_point(model, z, ref)
-        offsets.append(loss_dsm - float(esm.mean()))
-        esms.append(esm)
-        cross.append((s * (e / sigma + ref)).sum(1))  # mean zero by Vincent's cross-term identity
-    se = float((cross[0] - cross[1]).std() / math.sqrt(len(z)))
-    assert abs(float(esms[0].mean() - esms[1].mean())) > 20 * se
+    _, eps, sigma, _, ref = noised_half_moon
+    e = eps.reshape(-1, 2)  # the same point order as z
+    offsets, esm_means, _, se = offsets_across_networks(
+        noised_half_moon, "dsm", lambda s, div: (s * (e / sigma + ref)).sum(1))  # Vincent's cross term
+    assert abs(esm_means[0] - esm_means[1]) > 20 * se
     assert abs(offsets[0] - offsets[1]) < 4 * se
 
 
