@@ -73,7 +73,7 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     sigma: float = 0.01
     noise_samples: int = 100
-    steps: int = 1500
+    steps: int = 2500
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
