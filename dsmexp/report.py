@@ -50,8 +50,13 @@ def claims_table(claims: list[Claim]) -> list[str]:
     lines = ["| claim | measured (rule) | numbers | verdict |", "| --- | --- | --- | --- |"]
     for c in claims:
         verdict = f"**{c.verdict}**" if c.verdict != SUPPORTED else c.verdict
-        lines.append(f"| {c.claim} | {c.rule} | {c.numbers} | {verdict} |")
+        lines.append("| " + " | ".join(_cell(t) for t in (c.claim, c.rule, c.numbers, verdict)) + " |")
     return lines
+
+
+def _cell(text: str) -> str:
+    """Markdown table cell text: |x| norms would otherwise end the cell."""
+    return text.replace("|", "\\|")
 
 
 def runs_table(runs: list[Run], sweep_dir: Path) -> list[str]:
