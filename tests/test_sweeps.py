@@ -148,3 +148,13 @@ def test_runs_table_is_rebuilt_from_disk_with_incomplete_and_missing_jobs(tmp_pa
     status = {r["run_dir"]: r["status"] for r in read_table(sweeps.write_runs_table(sweep))}
     assert status == {"loss=dsm_s,sigma=0.01": "completed", "loss=ism,sigma=0.01": "incomplete",
                       "loss=ism,sigma=0.5": "missing"}
+
+
+def test_sweeps_sharing_a_directory_keep_the_whole_plan(tmp_path):
+    """fig2 then fig1 into one directory: runs.csv still lists fig2's skipped DSM-at-sigma-0 job."""
+    run_cli("-m", "experiment=fig2", "+profile=smoke", "threads=1", "steps=3", "hydra.sweep.dir=outputs/figs",
+            cwd=tmp_path)
+    run_cli("-m", "experiment=fig1", "+profile=smoke", "threads=1", "steps=3", "hydra.sweep.dir=outputs/figs",
+            cwd=tmp_path)
+    rows = read_table(tmp_path / "outputs" / "figs" / "runs.csv")
+    assert sorted(r["status"] for r in rows) == ["completed"] * 9 + ["skipped"]

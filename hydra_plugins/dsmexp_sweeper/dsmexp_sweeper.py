@@ -48,7 +48,7 @@ class DsmexpSweeper(BasicSweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        (sweep_dir / "jobs.json").write_text(json.dumps(planned, indent=2) + "\n")
+        _record_plan(sweep_dir / "jobs.json", planned)
         returns: list[JobReturn] = []
         size = self.max_batch_size or max(len(runnable), 1)
         for start in range(0, len(runnable), size):
@@ -97,6 +97,16 @@ class DsmexpSweeper(BasicSweeper):
             lines = [f"  {' '.join(r.overrides)}: {_error_line(r)}" for r in failed]
             raise SweepFailed(f"{len(failed)} of {len(returns)} jobs failed (details in each run's "
                               "summary.json and log):\n" + "\n".join(lines))
+
+
+def _record_plan(path: Path, planned: list[dict]) -> None:
+    """Add this sweep's jobs to the directory's plan (figure sweeps share a directory)."""
+    def key(job: dict) -> str:
+        return job.get("subdir") or json.dumps(job["overrides"])
+
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    ours = {key(job) for job in planned}
+    path.write_text(json.dumps([j for j in earlier if key(j) not in ours] + planned, indent=2) + "\n")
 
 
 def _error_line(job: JobReturn) -> str:
