@@ -21,7 +21,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from dsmexp.sweeps import Run  # noqa: E402
 
-ISM_COLOR, DSM_COLOR, REF_COLOR = "#1f77b4", "#ff7f0e", "#555555"
+ISM_COLOR, DSM_COLOR = "#1f77b4", "#ff7f0e"
 LOSS_COLOR = {"ism": ISM_COLOR, "dsm": DSM_COLOR, "dsm_s": DSM_COLOR}
 LOSS_LABEL = {"ism": "ISM", "dsm": "DSM", "dsm_s": "DSM-S"}
 FIT_COLUMN = {"ism": "fit_ism", "dsm": "fit_dsm", "dsm_s": "fit_dsm"}

@@ -59,7 +59,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def runs_table(runs: list[Run], sweep_dir: Path) -> list[str]:
+def runs_table(runs: list[Run]) -> list[str]:
     lines = ["| loss | sigma | status | steps | final esm_data | final esm | median grad norm | wall s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
@@ -88,7 +88,7 @@ def build_report(sweep_dir: Path, out_dir: Path) -> Path:
              "## Figures", ""]
     for n in range(1, 5):
         lines += [f"![Figure {n}](figure{n}.png)", ""]
-    lines += ["## Runs", "", *runs_table(runs, sweep_dir), ""]
+    lines += ["## Runs", "", *runs_table(runs), ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -69,3 +69,14 @@ def test_kernel_gradients_match_autograd(dim, activation, kernel_type):
 def test_fast_kernel_is_chosen_for_two_hidden_layers():
     assert isinstance(make_kernel(ScoreMLP(2, [16, 32], "tanh")), TwoLayerKernel)
     assert isinstance(make_kernel(ScoreMLP(2, [16], "tanh")), TangentKernel)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_slope_and_curvature_match_autograd(name):
+    act = ACTIVATIONS[name]
+    h = torch.linspace(-4, 4, 101, dtype=torch.float64, requires_grad=True)
+    a = act.fn(h)
+    d1 = torch.autograd.grad(a.sum(), h, create_graph=True)[0]
+    d2 = torch.autograd.grad(d1.sum(), h)[0]
+    torch.testing.assert_close(act.slope(h, a).detach(), d1.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(act.curvature(h, a).detach(), d2, rtol=1e-12, atol=1e-12)
