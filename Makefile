@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 PROFILE ?= quick
+SEEDS ?= 1
 ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -29,7 +30,7 @@ sweep: install
 	$(PY) -m dsmexp -m loss=ism,dsm_s sigma=0,1e-4,1e-3,1e-2,1e-1 $(ARGS)
 
 figures: install
-	$(PY) scripts/figures.py --profile $(PROFILE) $(ARGS)
+	$(PY) scripts/figures.py --profile $(PROFILE) --seeds $(SEEDS) $(ARGS)
 
 bench: install
 	$(PY) scripts/bench.py $(ARGS)

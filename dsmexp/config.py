@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,44 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="mlp", node=MLPConfig)
     cs.store(group="schema/optimizer", name="optimizer", node=OptimizerConfig)
     if not OmegaConf.has_resolver("dirname"):
-        OmegaConf.register_new_resolver("dirname", lambda overrides: overrides or "default")
+        OmegaConf.register_new_resolver("dirname", run_dirname)
+
+
+def run_dirname(overrides: str) -> str:
+    """A run directory name from Hydra's override_dirname, with numbers written by value.
+
+    `sigma=1e-2` and `sigma=0.01` name the same directory (`sigma=0.01`); whole numbers lose a trailing
+    `.0`; anything that is not a number (lists, names) is kept as typed.
+    """
+    if not overrides:
+        return "default"
+    return ",".join(_canonical_item(item) for item in _split_items(overrides))
+
+
+def _split_items(text: str) -> list[str]:
+    """Split `a=1,b=[2,3],c=x` at the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "[({"
+        depth -= ch in "])}"
+        if ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return items
+
+
+def _canonical_item(item: str) -> str:
+    key, sep, value = item.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return item
+    if not math.isfinite(number) or value.strip().lower() in ("nan", "inf", "-inf", "+inf"):
+        return item
+    if number.is_integer() and abs(number) < 1e15:
+        return f"{key}{sep}{int(number)}"
+    return f"{key}{sep}{number!r}"
 
 
 def _fail(message: str, sweep_skippable: bool = False) -> None:

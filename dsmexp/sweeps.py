@@ -22,6 +22,8 @@ from dsmexp import artifacts
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
 RUNS_FILE = "runs.csv"
+# beyond the settings, what a bitwise rerun needs: the same thread count, chunk size and source commit
+REPRODUCE = ("threads", "chunk_size", "commit")
 
 
 @dataclass
@@ -73,7 +75,8 @@ def run_record(run_dir: Path, sweep_dir: Path) -> dict:
     row |= {k: cfg[k] for k in SETTINGS[2:]}
     if summary is None:
         return row | {"status": "incomplete"}
-    row |= {k: summary.get(k) for k in ("status", "steps_done", "diverged_step", "wall_time_s", "error")}
+    row |= {k: summary.get(k) for k in ("status", "steps_done", "diverged_step", "wall_time_s", "error",
+                                        *REPRODUCE)}
     final = summary.get("final") or {}
     return row | {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
 
@@ -99,7 +102,7 @@ def write_runs_table(sweep_dir: Path) -> Path:
     rows = [run_record(d, sweep_dir) for d in find_run_dirs(sweep_dir)]
     rows += planned_records(sweep_dir, {r["run_dir"] for r in rows})
     columns = ["run_dir", "overrides", *SETTINGS, "status", "steps_done", "diverged_step",
-               "wall_time_s", "error"]
+               "wall_time_s", "error", *REPRODUCE]
     columns += sorted({k for r in rows for k in r if k.startswith("final_")},
                       key=lambda k: _final_order(k))
     path = sweep_dir / RUNS_FILE

@@ -3,9 +3,11 @@ resume from the last checkpoint, and a summary. Diverging is a result; raising i
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import platform
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,11 +126,23 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> None:
         return
     stored = {k: v for k, v in stored.items() if k not in NON_RESULT_KEYS}
     current = result_config(cfg)
-    differing = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    defaults = _schema_defaults()
+    # a key the stored run predates counts as its default value (runs stay valid as the schema grows)
+    differing = sorted(k for k in set(stored) | set(current)
+                       if stored.get(k, defaults.get(k)) != current.get(k))
     if differing:
         raise ConfigError(
             f"{run_dir} holds a run with other settings ({', '.join(differing)} differ, per its {what}); "
             "pass overwrite=true to replace it, or choose another hydra.run.dir / hydra.sweep.dir")
+
+
+def _schema_defaults() -> dict:
+    """Top-level schema defaults (plain values only), for runs stored before a key existed."""
+    from dsmexp.config import Config
+
+    schema = OmegaConf.structured(Config)
+    return {k: schema[k] for k in schema if not OmegaConf.is_missing(schema, k)
+            and not OmegaConf.is_config(schema[k])}
 
 
 class Trainer:
@@ -278,7 +292,9 @@ class Trainer:
     def progress(self) -> dict:
         """How far the run got, for summary.json."""
         return {"steps_done": self.steps_done, "diverged_step": self.diverged_step, "final": self.last_row,
-                "wall_time_s": self.elapsed, "device": _device_name(self.device)}
+                "wall_time_s": self.elapsed, "device": _device_name(self.device),
+                "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+                "chunk_size": self.chunk}
 
     def write_summary(self, status: str) -> None:
         write_summary(self.run_dir, self.cfg, status, **self.progress())
@@ -286,12 +302,27 @@ class Trainer:
 
 def write_summary(run_dir: Path, cfg: DictConfig, status: str, error: str | None = None,
                   steps_done: int = 0, diverged_step: int | None = None, final: dict | None = None,
-                  wall_time_s: float = 0.0, device: str = "") -> None:
-    """summary.json: status (completed, diverged, failed), progress, final metrics, versions, config."""
+                  wall_time_s: float = 0.0, device: str = "", threads: int | None = None,
+                  chunk_size: int | None = None) -> None:
+    """summary.json: status (completed, diverged, failed), progress, final metrics, what the numbers
+    depend on beyond the config (threads, chunk size, source commit, versions), and the config."""
     artifacts.write_json(Path(run_dir) / artifacts.SUMMARY_FILE, {
         "status": status, "steps_done": steps_done, "steps": cfg.steps, "diverged_step": diverged_step,
         "error": error, "final": final or {}, "wall_time_s": wall_time_s, "device": device,
+        "threads": threads, "chunk_size": chunk_size, "commit": source_commit(),
         "seed": cfg.seed, "versions": _versions(), "config": result_config(cfg)})
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the dsmexp source that runs (with -dirty for uncommitted edits), if it is in git."""
+    root = Path(dsmexp.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _trained_grad_norm(loss: str) -> str:

@@ -32,13 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", choices=("paper", "quick", "smoke"))
     parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib", "submitit_local"))
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run every grid point with seeds 0..SEEDS-1 (default 1: seed 0 only)")
     parser.add_argument("--out", type=Path, help="default: outputs/figures/<profile>")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds={args.seeds}: must be >= 1")
+    seeds = "seed=" + ",".join(str(s) for s in range(args.seeds))
     sweep_dir = Path("outputs") / "sweeps" / f"figures-{args.profile}"
     out = args.out or Path("outputs") / "figures" / args.profile
     started, failed = time.perf_counter(), []
     for experiment in EXPERIMENTS:
-        cmd = [sys.executable, "-m", "dsmexp", "-m", f"experiment={experiment}", f"+profile={args.profile}",
+        cmd = [sys.executable, "-m", "dsmexp", "-m", f"experiment={experiment}", f"+profile={args.profile}", seeds,
                *launcher_overrides(args.launcher)]
         print(f"== {' '.join(cmd[1:])}", flush=True)
         if subprocess.run(cmd).returncode != 0:
