@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("outputs") / "figures" / args.profile
     started, failed = time.perf_counter(), []
     for experiment in EXPERIMENTS:
-        cmd = [sys.executable, "-m", "dsmexp", "-m", f"experiment={experiment}", f"+profile={args.profile}", seeds,
+        cmd = [sys.executable, "-m", "dsmexp", "-m", f"experiment={experiment}", f"+profile={args.profile}",
+               seeds,
                *launcher_overrides(args.launcher)]
         print(f"== {' '.join(cmd[1:])}", flush=True)
         if subprocess.run(cmd).returncode != 0:
