@@ -9,7 +9,7 @@ ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sweep figures bench lint clean
+.PHONY: install run test sweep figures results bench lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ sweep: install
 
 figures: install
 	$(PY) scripts/figures.py --profile $(PROFILE) --seeds $(SEEDS) $(ARGS)
+
+# docs/results/: the paper profile (seed 0) and the quick profile over 5 seeds, from saved runs where present
+results: install
+	$(PY) scripts/results.py $(ARGS)
 
 bench: install
 	$(PY) scripts/bench.py $(ARGS)

@@ -38,6 +38,38 @@ def runs_of(runs: Iterable[Run], loss: str, sigma: float | None = None) -> list[
             and len(r.metrics["step"])]
 
 
+def seed_curve(chosen: list[Run], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, median, min, max) of a column over the runs of one grid point (one run per seed), on the
+    steps every run logged."""
+    length = min(len(r.metrics["step"]) for r in chosen)
+    stack = np.stack([r.metrics[column][:length] for r in chosen])
+    with np.errstate(all="ignore"):
+        return (chosen[0].metrics["step"][:length], np.nanmedian(stack, 0), np.nanmin(stack, 0),
+                np.nanmax(stack, 0))
+
+
+def plot_seeds(ax, chosen: list[Run], column: str, **line) -> None:
+    """One line for a grid point: the run itself (one seed) or the median over seeds with a min-max band."""
+    steps, median, low, high = seed_curve(chosen, column)
+    ax.plot(steps, median, **line)
+    if len(chosen) > 1:
+        ax.fill_between(steps, low, high, color=line.get("color"), alpha=0.2, lw=0)
+
+
+def by_sigma(chosen: list[Run]) -> dict[float, list[Run]]:
+    """Runs grouped by noise scale (the seeds of one grid point together), sigma increasing."""
+    groups: dict[float, list[Run]] = {}
+    for run in chosen:
+        groups.setdefault(run.sigma, []).append(run)
+    return dict(sorted(groups.items()))
+
+
+def seeds_note(runs: list[Run]) -> str:
+    """Figure-title suffix saying how many seeds each line summarises (empty for one seed)."""
+    seeds = {r.seed for r in runs}
+    return f" — median over {len(seeds)} seeds, band: min-max" if len(seeds) > 1 else ""
+
+
 def sigma_color(sigma: float, sigmas: list[float]) -> tuple:
     """One colour per noise scale, ordered by log sigma; sigma = 0 is black."""
     if sigma == 0:
@@ -84,14 +116,17 @@ def figure1(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
         m = chosen[0].metrics
         for column, color, label in (("fit_dsm", DSM_COLOR, "DSM fitting term <s, ε>/σ"),
                                      ("fit_ism", ISM_COLOR, "ISM fitting term div s")):
+            if len(chosen) > 1:
+                plot_seeds(ax, chosen, column, color=color, lw=0.8, label=label)
+                continue
             ax.plot(m["step"], m[column], color=color, lw=0.8, label=label)
             band = 2 * m[f"{column}_se"]
             ax.fill_between(m["step"], m[column] - band, m[column] + band, color=color, alpha=0.25, lw=0)
         ax.set(title=f"trained with {LOSS_LABEL[loss]}, {sigma_label(sigma)}", xlabel="step",
-               ylabel="fitting term (± 2 SE)")
+               ylabel="fitting term" + (" (± 2 SE)" if len(chosen) == 1 else ""))
         ax.legend(loc="best")
     fig.suptitle(f"Figure 1: ISM and DSM fitting terms per step at {sigma_label(sigma)} "
-                 "(Prop. 2: equal in expectation)", fontsize=11)
+                 f"(Prop. 2: equal in expectation){seeds_note(runs)}", fontsize=11)
     return fig
 
 
@@ -106,19 +141,17 @@ def figure2(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
             _missing(top, f"{LOSS_LABEL[loss]} run")
             _missing(bottom, f"{LOSS_LABEL[loss]} run")
             continue
-        labelled = set()
-        for run in chosen:
-            m, color = run.metrics, sigma_color(run.sigma, sigmas)
-            label = None if run.sigma in labelled else sigma_label(run.sigma)
-            labelled.add(run.sigma)
-            top.plot(m["step"], m[FIT_COLUMN[loss]], color=color, lw=0.7, label=label)
-            bottom.plot(m["step"], m[GRAD_COLUMN[loss]], color=color, lw=0.7, label=label)
+        for sigma, group in by_sigma(chosen).items():
+            color, label = sigma_color(sigma, sigmas), sigma_label(sigma)
+            plot_seeds(top, group, FIT_COLUMN[loss], color=color, lw=0.7, label=label)
+            plot_seeds(bottom, group, GRAD_COLUMN[loss], color=color, lw=0.7, label=label)
         top.set_yscale("symlog", linthresh=10)
         bottom.set_yscale("log")
         top.set(title=f"{LOSS_LABEL[loss]} training", ylabel=f"fitting term {FIT_COLUMN[loss]}")
         bottom.set(xlabel="step", ylabel=f"gradient norm ({LOSS_LABEL[loss]})")
         top.legend(loc="best")
-    fig.suptitle("Figure 2: fitting term (top) and gradient norm (bottom) across noise scales", fontsize=11)
+    fig.suptitle("Figure 2: fitting term (top) and gradient norm (bottom) across noise scales"
+                 + seeds_note(runs), fontsize=11)
     return fig
 
 
@@ -131,23 +164,21 @@ def figure3(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
         for ax in axes:
             _missing(ax, f"ISM run at {sigma_label(sigma)}")
         return fig
-    run = chosen[0]
-    _score_fields(axes[:2], run)
-    m = run.metrics
-    axes[2].plot(m["step"], m["fit_dsm"], color=DSM_COLOR, lw=0.6, alpha=0.8, label="DSM fitting term")
-    axes[2].plot(m["step"], m["fit_ism"], color=ISM_COLOR, lw=1.0, label="ISM fitting term")
-    axes[2].plot(m["step"], m["norm"], color="black", lw=1.0, label="norm 0.5|s|² (shared)")
+    _score_fields(axes[:2], chosen[0])  # the first seed's field
+    plot_seeds(axes[2], chosen, "fit_dsm", color=DSM_COLOR, lw=0.6, alpha=0.8, label="DSM fitting term")
+    plot_seeds(axes[2], chosen, "fit_ism", color=ISM_COLOR, lw=1.0, label="ISM fitting term")
+    plot_seeds(axes[2], chosen, "norm", color="black", lw=1.0, label="norm 0.5|s|² (shared)")
     axes[2].set(title=f"norm and fitting terms, ISM training, {sigma_label(sigma)}", xlabel="step")
     axes[2].legend(loc="best")
-    cos = m["grad_cos"]
-    axes[3].plot(m["step"], cos, color="purple", lw=0.6)
-    median = np.nanmedian(cos)
+    plot_seeds(axes[3], chosen, "grad_cos", color="purple", lw=0.6)
+    median = float(np.median([np.nanmedian(r.metrics["grad_cos"]) for r in chosen]))
     axes[3].axhline(median, color="black", ls="--", lw=0.9, label=f"median {median:.3f}")
     axes[3].set(title="cosine of the ISM and DSM gradients", xlabel="step", ylabel="cosine",
                 ylim=(-1.05, 1.05))
     axes[3].legend(loc="lower right")
-    fig.suptitle(f"Figure 3: score field (top), loss terms and gradient agreement (bottom), ISM training at "
-                 f"{sigma_label(sigma)}", fontsize=11)
+    seeds = f" (field: seed {chosen[0].seed})" if len(chosen) > 1 else ""
+    fig.suptitle(f"Figure 3: score field (top){seeds}, loss terms and gradient agreement (bottom), "
+                 f"ISM training at {sigma_label(sigma)}{seeds_note(chosen)}", fontsize=11)
     return fig
 
 
@@ -187,19 +218,25 @@ def figure4(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
     """Final esm_data (distance to the data score) and esm (to q_sigma's score) against sigma."""
     fig, ax = plt.subplots(figsize=(6.5, 4.3))
     for loss in losses:
-        chosen = [r for r in runs_of(runs, loss) if r.sigma > 0]
+        groups = {s: g for s, g in by_sigma(runs_of(runs, loss)).items() if s > 0}
         clean = [final_value(r, "esm_data") for r in runs_of(runs, loss, 0.0)]
-        if chosen:
-            sig = np.array([r.sigma for r in chosen])
-            order = np.argsort(sig)
+        if groups:
+            sig = np.array(list(groups))
             for column, style, label in (("esm_data", "-o", "vs data score"),
                                          ("esm", "--^", "vs score of q_σ")):
-                vals = np.array([final_value(r, column) for r in chosen])
-                ax.plot(sig[order], vals[order], style, color=LOSS_COLOR[loss],
-                        mfc="none" if "^" in style else None, label=f"{LOSS_LABEL[loss]}: ESM {label}")
+                finals = [np.array([final_value(r, column) for r in g]) for g in groups.values()]
+                median = np.array([np.nanmedian(v) for v in finals])
+                spread = np.array([[median[i] - np.nanmin(v), np.nanmax(v) - median[i]]
+                                   for i, v in enumerate(finals)]).T
+                ax.errorbar(sig, median, yerr=spread if max(len(v) for v in finals) > 1 else None, fmt=style,
+                            color=LOSS_COLOR[loss], mfc="none" if "^" in style else None, capsize=3,
+                            label=f"{LOSS_LABEL[loss]}: ESM {label}")
         if clean:
-            ax.axhline(np.mean(clean), color=LOSS_COLOR[loss], ls=":", label=f"{LOSS_LABEL[loss]} at σ = 0")
+            ax.axhline(np.median(clean), color=LOSS_COLOR[loss], ls=":", label=f"{LOSS_LABEL[loss]} at σ = 0")
+            if len(clean) > 1:
+                ax.axhspan(min(clean), max(clean), color=LOSS_COLOR[loss], alpha=0.1, lw=0)
     ax.set(xscale="log", yscale="log", xlabel="noise scale σ", ylabel="ESM at the end of training",
-           title="Figure 4: distance to the data score vs noise scale")
+           title="Figure 4: distance to the data score vs noise scale"
+           + ("\n(median over seeds, bars: min-max)" if len({r.seed for r in runs}) > 1 else ""))
     ax.legend(loc="best")
     return fig

@@ -38,13 +38,17 @@ class Run:
     metrics: dict[str, np.ndarray]
     summary: dict
 
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
     def field(self) -> dict[str, np.ndarray] | None:
         path = self.run_dir / artifacts.FIELD_FILE
         return dict(np.load(path)) if path.exists() else None
 
 
 def load_runs(sweep_dir: Path) -> list[Run]:
-    """Every job of a sweep that logged metrics, sorted by loss then sigma."""
+    """Every job of a sweep that logged metrics, sorted by loss, sigma, then seed."""
     runs = []
     for run_dir in find_run_dirs(sweep_dir):
         summary = artifacts.read_summary(run_dir) or {}
@@ -56,7 +60,7 @@ def load_runs(sweep_dir: Path) -> list[Run]:
         runs.append(Run(run_dir, config["loss"]["name"], float(config["sigma"]),
                         summary.get("status", "incomplete"), config, artifacts.read_metrics(metrics_file),
                         summary))
-    return sorted(runs, key=lambda r: (r.loss, r.sigma))
+    return sorted(runs, key=lambda r: (r.loss, r.sigma, r.seed))
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:

@@ -3,6 +3,7 @@ Figures 1-4 and report.md from the saved files.
 
     make figures                    # PROFILE=quick: minutes on a 2-core CPU
     make figures PROFILE=paper      # the paper's exact settings (a GPU makes it minutes)
+    make figures SEEDS=5            # every grid point with seeds 0..4: median lines, min-max bands
     python scripts/figures.py --profile smoke --launcher basic
 """
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1,
                         help="run every grid point with seeds 0..SEEDS-1 (default 1: seed 0 only)")
     parser.add_argument("--out", type=Path, help="default: outputs/figures/<profile>")
+    parser.add_argument("--no-report", action="store_true", help="run the sweeps only")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: must be >= 1")
@@ -49,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {' '.join(cmd[1:])}", flush=True)
         if subprocess.run(cmd).returncode != 0:
             failed.append(experiment)
-    report = build_report(sweep_dir, out)
-    elapsed = time.perf_counter() - started
-    print(f"{report}: figures 1-4 (png, pdf) and the claims table, {elapsed:.0f} s in all")
+    if not args.no_report:
+        report = build_report(sweep_dir, out)
+        elapsed = time.perf_counter() - started
+        print(f"{report}: figures 1-4 (png, pdf) and the claims table, {elapsed:.0f} s in all")
     if failed:
         print(f"some jobs of {', '.join(failed)} failed: see {sweep_dir}/runs.csv", file=sys.stderr)
         return 1

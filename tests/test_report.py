@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dsmexp import training
-from dsmexp.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from dsmexp import figures
+from dsmexp.claims import INCONCLUSIVE, MIXED, NOT_SUPPORTED, RULES, SUPPORTED
 from dsmexp.report import build_report
+from dsmexp.sweeps import load_runs
 from tests.conftest import TINY, run_cli
 
 pytestmark = pytest.mark.slow
@@ -19,38 +22,61 @@ FIGURES = [f"figure{n}.{ext}" for n in range(1, 5) for ext in ("png", "pdf")]
 
 @pytest.fixture(scope="module")
 def smoke_figures(tmp_path_factory):
-    """`make figures PROFILE=smoke`, run in a scratch directory."""
+    """`make figures PROFILE=smoke SEEDS=2`, run in a scratch directory."""
     cwd = tmp_path_factory.mktemp("figures")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--profile", "smoke", "--launcher", "basic"], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--profile", "smoke", "--seeds", "2", "--launcher",
+                           "basic"], cwd=cwd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return cwd
 
 
 def claim_rows(report: str) -> list[list[str]]:
     """The claims table's body as cells, split on unescaped pipes as a Markdown renderer would."""
-    section = report.split("## Claims")[1].split("## Figures")[0]
+    section = report.split("## Claims")[1].split("## Rules")[0]
     lines = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     rows = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
-    assert all(len(row) == 4 for row in rows), rows
+    assert all(len(row) == 6 for row in rows), rows
     return rows[1:]
 
 
-def test_smoke_profile_draws_every_figure_and_a_report_with_numbers(smoke_figures):
+def test_smoke_profile_draws_every_figure_and_a_report_with_numbers_per_seed(smoke_figures):
     out = smoke_figures / "outputs" / "figures" / "smoke"
     for name in FIGURES:
         assert (out / name).stat().st_size > 10_000, name
     report = (out / "report.md").read_text()
     rows = claim_rows(report)
-    assert len(rows) == 8
+    assert len(rows) == len(RULES) >= 8
     for row in rows:
-        numbers, verdict = row[2], row[3].strip("*")
+        numbers, seeds, verdict = row[3], row[4], row[5].strip("*")
         assert re.search(r"\d", numbers), row
-        assert verdict in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
-    assert rows[0][3] == SUPPORTED  # DSM - DSM-S is the constant on every logged step
+        assert re.match(r"[0-2]/2", seeds), row
+        assert verdict in (SUPPORTED, NOT_SUPPORTED, MIXED, INCONCLUSIVE)
+        passed = int(seeds[0])
+        if verdict != INCONCLUSIVE:  # the verdict follows the tally
+            assert verdict == {2: SUPPORTED, 0: NOT_SUPPORTED}.get(passed, MIXED), row
+        if verdict == MIXED:
+            assert "fails for seed" in seeds
+    assert rows[0][5] == SUPPORTED and rows[0][4] == "2/2"  # DSM - DSM-S is the constant on every step
+    assert re.search(r"worst [\d.e-]+ \[[\d.e-]+, [\d.e-]+\]", rows[0][3])  # median [min, max]
     for n in range(1, 5):
         assert f"![Figure {n}](figure{n}.png)" in report
-    assert "M = 4 noise samples" in report and "9 runs" in report
+    assert "M = 4 noise samples" in report and "18 runs" in report and "2 seeds (0, 1)" in report
+    for rule in RULES.values():  # the rules table prints every threshold
+        assert all(f"{k} = {v:g}" in report for k, v in rule.thresholds.items()), rule.name
+
+
+def test_multi_seed_figures_draw_a_median_line_and_a_min_max_band(smoke_figures):
+    runs = load_runs(smoke_figures / "outputs" / "sweeps" / "figures-smoke")
+    assert sorted({r.seed for r in runs}) == [0, 1]
+    fig = figures.figure2(runs, ("dsm_s", "ism"))
+    top = fig.axes[0]  # DSM-S fitting terms: one line and one band per sigma
+    assert len(top.lines) == 4 and len(top.collections) == 4
+    group = [r for r in runs if r.loss == "dsm_s" and r.sigma == 1e-3]
+    steps, median, low, high = figures.seed_curve(group, "fit_dsm")
+    both = np.stack([r.metrics["fit_dsm"] for r in group])
+    np.testing.assert_allclose(median, both.mean(0))  # the median of two is their mean
+    np.testing.assert_array_equal(low, both.min(0))
+    np.testing.assert_array_equal(top.lines[1].get_ydata(), median)
 
 
 def test_figures_come_from_saved_files_only_and_rebuild_byte_for_byte(smoke_figures, tmp_path, monkeypatch):
@@ -75,7 +101,7 @@ def test_report_command_works_for_any_sweep(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, check=True)
     assert "report.md" in proc.stdout
     report = (tmp_path / "outputs" / "fig" / "report.md").read_text()
-    verdicts = [row[3].strip("*") for row in claim_rows(report)]
+    verdicts = [row[5].strip("*") for row in claim_rows(report)]
     assert verdicts[0] == SUPPORTED and verdicts.count(INCONCLUSIVE) >= 4  # no paper grid here
     for name in FIGURES:
         assert (tmp_path / "outputs" / "fig" / name).exists()

@@ -1,0 +1,92 @@
+"""Regenerate the published results under docs/results/: the paper profile (seed 0) and the quick
+profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv.
+
+    make results                     # both; runs only what is not trained yet (about an hour on 2 cores)
+    python scripts/results.py --only quick
+
+Run it from a checkout at one commit: every report records the commit it was drawn at and the commits
+its runs were trained at (summary.json), so a reader can rerun any job bitwise (same seed, settings,
+thread count and chunk size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dsmexp.report import build_report
+from dsmexp.sweeps import load_runs
+from dsmexp.training import source_commit
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISHED = {"paper": ("paper", 1), "quick": ("quick", 5)}  # name: (profile, seeds)
+PACKAGES = ("torch", "numpy", "scipy", "hydra-core", "matplotlib", "scikit-learn")
+
+
+def provenance(name: str, profile: str, seeds: int, sweep_dir: Path, elapsed: float) -> list[str]:
+    """Report lines: how to regenerate, the commits, wall times and package versions."""
+    runs = load_runs(sweep_dir)
+    commits = sorted({str(r.summary.get("commit")) for r in runs})
+    train_s = sum(float(r.summary.get("wall_time_s") or 0) for r in runs)
+    threads = sorted({str(r.summary.get("threads")) for r in runs})
+    ends = [r.run_dir / "summary.json" for r in runs]
+    span = [(p.stat().st_mtime - float(r.summary.get("wall_time_s") or 0), p.stat().st_mtime)
+            for p, r in zip(ends, runs) if p.exists()]
+    sweep_s = max(e for _, e in span) - min(s for s, _ in span) if span else float("nan")
+    versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in PACKAGES)
+    return [
+        f"- regenerate: `make results` (this directory: `python scripts/results.py --only {name}`), which "
+        f"runs `make figures PROFILE={profile} SEEDS={seeds}` and copies its report here",
+        f"- report drawn at commit `{source_commit()}`; runs trained at commit "
+        f"{', '.join(f'`{c}`' for c in commits)}",
+        f"- machine: {platform.machine()} CPU, {os.cpu_count()} cores, {platform.system()}; "
+        f"python {platform.python_version()}",
+        f"- wall time: the sweep took {sweep_s / 60:.1f} min from its first run's start to its last run's end "
+        f"({train_s / 60:.1f} min of run time over {len(runs)} runs, {'/'.join(threads)} torch thread(s) "
+        f"each); this regeneration {elapsed / 60:.1f} min",
+        f"- packages: {versions}",
+    ]
+
+
+def publish(name: str, profile: str, seeds: int, launcher: str) -> int:
+    started = time.perf_counter()
+    cmd = [sys.executable, str(ROOT / "scripts" / "figures.py"), "--profile", profile, "--seeds", str(seeds),
+           "--launcher", launcher, "--no-report"]
+    print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+    code = subprocess.run(cmd).returncode
+    sweep_dir = Path("outputs") / "sweeps" / f"figures-{profile}"
+    drawn = Path("outputs") / "figures" / f"results-{name}"
+    lines = provenance(name, profile, seeds, sweep_dir, time.perf_counter() - started)
+    build_report(sweep_dir, drawn, provenance=lines)
+    target = ROOT / "docs" / "results" / name
+    target.mkdir(parents=True, exist_ok=True)
+    for png in sorted(drawn.glob("figure*.png")):
+        shutil.copyfile(png, target / png.name)
+    shutil.copyfile(drawn / "report.md", target / "report.md")
+    shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
+    print(f"{target}: report.md, figures, runs.csv", flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(PUBLISHED), action="append",
+                        help="publish only this result (repeatable); default: all")
+    parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib"))
+    args = parser.parse_args(argv)
+    np.seterr(all="ignore")
+    codes = [publish(name, *PUBLISHED[name], args.launcher) for name in (args.only or PUBLISHED)]
+    return max(codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
