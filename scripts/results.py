@@ -38,10 +38,6 @@ def provenance(name: str, profile: str, seeds: int, sweep_dir: Path, elapsed: fl
     commits = sorted({str(r.summary.get("commit")) for r in runs})
     train_s = sum(float(r.summary.get("wall_time_s") or 0) for r in runs)
     threads = sorted({str(r.summary.get("threads")) for r in runs})
-    ends = [r.run_dir / "summary.json" for r in runs]
-    span = [(p.stat().st_mtime - float(r.summary.get("wall_time_s") or 0), p.stat().st_mtime)
-            for p, r in zip(ends, runs) if p.exists()]
-    sweep_s = max(e for _, e in span) - min(s for s, _ in span) if span else float("nan")
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in PACKAGES)
     return [
         f"- regenerate: `make results` (this directory: `python scripts/results.py --only {name}`), which "
@@ -50,9 +46,9 @@ def provenance(name: str, profile: str, seeds: int, sweep_dir: Path, elapsed: fl
         f"{', '.join(f'`{c}`' for c in commits)}",
         f"- machine: {platform.machine()} CPU, {os.cpu_count()} cores, {platform.system()}; "
         f"python {platform.python_version()}",
-        f"- wall time: the sweep took {sweep_s / 60:.1f} min from its first run's start to its last run's end "
-        f"({train_s / 60:.1f} min of run time over {len(runs)} runs, {'/'.join(threads)} torch thread(s) "
-        f"each); this regeneration {elapsed / 60:.1f} min",
+        f"- wall time: {train_s / 60:.1f} min of training over {len(runs)} runs (the sum of each run's own "
+        f"wall time; {'/'.join(threads)} torch thread(s) per run, two runs side by side under joblib); this "
+        f"regeneration {elapsed / 60:.1f} min",
         f"- packages: {versions}",
     ]
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsmexp import training
-from dsmexp import figures
+from dsmexp import figures, training
 from dsmexp.claims import INCONCLUSIVE, MIXED, NOT_SUPPORTED, RULES, SUPPORTED
 from dsmexp.report import build_report
 from dsmexp.sweeps import load_runs
