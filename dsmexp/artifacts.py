@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -42,26 +41,31 @@ FIELD_KEYS = ("grid_x", "grid_y", "score")
 class RunFileError(ConfigError):
     """A run file that dsmexp did not write (foreign) or cannot read (corrupt), or cannot write."""
 
-    def __init__(self, message: str, foreign: bool = False) -> None:
+    def __init__(self, message: str, foreign: bool = False, reason: str | None = None) -> None:
         super().__init__(message)
         self.foreign = foreign
+        self.reason = reason or message  # what is wrong, without what to do (for reports and tables)
 
 
 def _unreadable(path: Path, why: str) -> RunFileError:
-    return RunFileError(f"{path}: cannot be read ({why}); pass overwrite=true to train this run again "
-                        "from the start, or move the file away")
+    reason = f"{path}: cannot be read ({why})"
+    return RunFileError(f"{reason}; pass overwrite=true to train this run again from the start, or move "
+                        "the file away", reason=reason)
 
 
 def _foreign(path: Path, why: str) -> RunFileError:
-    return RunFileError(f"{path}: not a file dsmexp wrote ({why}); move it away or choose another "
-                        "hydra.run.dir / hydra.sweep.dir (dsmexp never overwrites it)", foreign=True)
+    reason = f"{path}: not a file dsmexp wrote ({why})"
+    return RunFileError(f"{reason}; move it away or choose another hydra.run.dir / hydra.sweep.dir "
+                        "(dsmexp never overwrites it)", foreign=True, reason=reason)
 
 
-def write_failed(path: Path, err: OSError) -> RunFileError:
+def write_failed(path: Path, err: OSError, action: str = "write") -> RunFileError:
     """The one line for a write that the file system refused (full disk, read-only, not a directory)."""
     why = err.strerror or str(err)
-    return RunFileError(f"cannot write {path}: {why}; free space or fix the directory, then run the same "
-                        "command again (it resumes from the last checkpoint)")
+    if isinstance(err, NotADirectoryError):
+        why = "a parent of it is a file, not a directory"
+    return RunFileError(f"cannot {action} {path}: {why}; free space or fix the directory, then run the "
+                        "same command again (it resumes from the last checkpoint)")
 
 
 def _replace_atomically(path: Path, write: Any) -> None:
@@ -92,7 +96,7 @@ def make_run_dir(run_dir: Path) -> None:
     try:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise write_failed(Path(run_dir), err) from None
+        raise write_failed(Path(run_dir), err, "create") from None
 
 
 # ---- metrics.csv -------------------------------------------------------------------------------------

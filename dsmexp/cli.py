@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -13,8 +14,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from dsmexp import training
+from dsmexp import artifacts, training
 from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
+from dsmexp.runlock import is_busy
 
 register_configs()
 
@@ -55,10 +57,29 @@ def check_single_run(argv: list[str]) -> None:
         return  # Hydra reports composition errors itself, before writing anything
     try:
         validate(cfg)
-        training.check_existing_run(cfg, run_dir)
+        finished = training.check_existing_run(cfg, run_dir)
+        busy = is_busy(run_dir)
+        if busy:
+            raise ConfigError(busy)
+        if finished is None:
+            _check_can_create(run_dir)
     except ConfigError as err:
         sys.stderr.write(f"dsmexp: error: {err}\n")
         sys.exit(1)
+    if finished is not None:  # nothing to write, not even Hydra's files (the directory may be read-only)
+        sys.stderr.write(f"dsmexp: {run_dir}: already {finished['status']} after {finished['steps_done']} "
+                         "steps; skipping (overwrite=true trains it again)\n")
+        sys.exit(0)
+
+
+def _check_can_create(run_dir: Path) -> None:
+    """One line when the run directory cannot be made or written (a parent is a file, read-only)."""
+    artifacts.make_run_dir(run_dir)  # Hydra would make it next
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as err:
+        raise artifacts.write_failed(run_dir, err, "write into") from None
 
 
 def main() -> None:
