@@ -333,6 +333,13 @@ def check_run_files(run_dir: Path, overwrite: bool = False) -> None:
                 raise
 
 
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete temporary files a killed writer left (only called by the process that owns run_dir)."""
+    for name in (METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE, FIELD_FILE):
+        for tmp in Path(run_dir).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def remove_run_files(run_dir: Path) -> None:
     """Delete what an earlier run wrote here (used only with overwrite=true, after check_run_files has
     found no foreign file)."""

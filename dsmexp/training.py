@@ -101,6 +101,7 @@ def run(cfg: DictConfig, run_dir: Path, threads: int | None = None) -> str:
         finished = check_existing_run(cfg, run_dir)  # the lock's last holder may have finished it
         if finished is not None:
             return _skip(run_dir, finished)
+        artifacts.remove_stale_temporaries(run_dir)
         if cfg.overwrite:
             artifacts.remove_run_files(run_dir)
         prepare_cpu(threads)
