@@ -279,8 +279,12 @@ def read_summary(run_dir: Path) -> dict | None:
 # ---- checkpoint.pt and score_field.npz -------------------------------------------------------------------
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save(state) atomically: a crash mid-write leaves the previous checkpoint intact."""
-    _replace_atomically(path, lambda tmp: torch.save(state, tmp))
+    """torch.save(state) atomically: a crash mid-write leaves the previous checkpoint intact.
+
+    Serialised in memory first, so a full disk fails as an OSError of the write, not inside torch."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _replace_atomically(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 def load_checkpoint(path: Path) -> dict | None:

@@ -11,6 +11,7 @@ import hydra
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
@@ -35,7 +36,15 @@ def job_threads(cfg: DictConfig) -> int | None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _app(cfg: DictConfig) -> str:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    return training.run(cfg, run_dir, threads=job_threads(cfg))
+    try:
+        return training.run(cfg, run_dir, threads=job_threads(cfg))
+    except ConfigError as err:
+        if HydraConfig.get().mode != RunMode.RUN:
+            raise  # a sweep job: the sweeper records it and runs the others
+        # a single run found something check_single_run could not see yet (the directory taken since,
+        # the disk full): one line, as for a bad setting
+        sys.stderr.write(f"dsmexp: error: {err}\n")
+        sys.exit(1)
 
 
 def check_single_run(argv: list[str]) -> None:
