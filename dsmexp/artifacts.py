@@ -1,12 +1,21 @@
 """The files a run leaves behind (DESIGN.md section 5): metrics.csv, summary.json, checkpoint.pt,
-score_field.npz. Writes that replace a file go through a temporary file and an atomic rename."""
+score_field.npz; how they are written so nothing is lost, and how they are read so nothing is faked.
+
+- Writes that replace a file go to a uniquely named temporary file in the same directory, are fsynced,
+  then renamed over the old file; a failed write removes its temporary file.
+- metrics.csv rows are appended and fsynced before each checkpoint that counts them.
+- A file dsmexp did not write (another tool's metrics.csv, a JSON without dsmexp's keys, a checkpoint
+  without its state) or cannot read (cut short, corrupt) is reported in one line naming the file:
+  RunFileError. Checkpoints load with weights_only=True, so a crafted file cannot run code.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import math
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dsmexp.config import ConfigError
 from dsmexp.evaluation import EVAL_METRICS
 from dsmexp.objectives import METRICS
 
@@ -23,84 +33,272 @@ CHECKPOINT_FILE = "checkpoint.pt"
 FIELD_FILE = "score_field.npz"
 COLUMNS = ("step", *METRICS, *EVAL_METRICS, "time_s")
 FINISHED = ("completed", "diverged")
+SUMMARY_KEYS = ("status", "steps_done", "config")
+CHECKPOINT_KEYS = ("model", "optimizer", "noise", "steps_done")
+FIELD_KEYS = ("grid_x", "grid_y", "score")
+
+
+class RunFileError(ConfigError):
+    """A run file that dsmexp did not write (foreign) or cannot read (corrupt), or cannot write."""
+
+    def __init__(self, message: str, foreign: bool = False, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.foreign = foreign
+        self.reason = reason or message  # what is wrong, without what to do (for reports and tables)
+
+
+def _unreadable(path: Path, why: str) -> RunFileError:
+    reason = f"{path}: cannot be read ({why})"
+    return RunFileError(f"{reason}; pass overwrite=true to train this run again from the start, or move "
+                        "the file away", reason=reason)
+
+
+def _foreign(path: Path, why: str) -> RunFileError:
+    reason = f"{path}: not a file dsmexp wrote ({why})"
+    return RunFileError(f"{reason}; move it away or choose another hydra.run.dir / hydra.sweep.dir "
+                        "(dsmexp never overwrites it)", foreign=True, reason=reason)
+
+
+def write_failed(path: Path, err: OSError, action: str = "write") -> RunFileError:
+    """The one line for a write that the file system refused (full disk, read-only, not a directory)."""
+    why = err.strerror or str(err)
+    if isinstance(err, NotADirectoryError):
+        why = "a parent of it is a file, not a directory"
+    return RunFileError(f"cannot {action} {path}: {why}; free space or fix the directory, then run the "
+                        "same command again (it resumes from the last checkpoint)")
 
 
 def _replace_atomically(path: Path, write: Any) -> None:
-    """Call write(tmp_path), then rename tmp_path over path so readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    """Call write(tmp_path), fsync it, then rename it over path: readers never see a partial file.
+
+    The temporary file has a unique name (two writers never share one) and is removed on any failure.
+    """
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise write_failed(path, err) from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise write_failed(path, err) from None
+        raise
 
 
-class MetricsWriter:
-    """Appends rows to metrics.csv as training goes; on resume keeps only the rows before `first_step`."""
+def make_run_dir(run_dir: Path) -> None:
+    """Create run_dir (and its parents), or raise one line saying why it cannot be."""
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_failed(Path(run_dir), err, "create") from None
 
-    def __init__(self, path: Path, first_step: int = 0) -> None:
-        self.path = path
-        if path.exists():
-            self._truncate(first_step)
-        else:
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(COLUMNS)
 
-    def _truncate(self, first_step: int) -> None:
-        with self.path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < first_step]
-        if len(kept) != len(rows):
-            def write(tmp: Path) -> None:
-                with tmp.open("w", newline="") as f:
-                    csv.writer(f).writerows(kept)
-            _replace_atomically(self.path, write)
+# ---- metrics.csv -------------------------------------------------------------------------------------
 
-    def write(self, rows: Iterable[Sequence[float]]) -> None:
-        with self.path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            for row in rows:
-                writer.writerow([int(row[0]), *(repr(float(v)) for v in row[1:])])
-            f.flush()
+def is_metrics_header(header: Sequence[str]) -> bool:
+    """True for a header dsmexp writes now or wrote before: step, then columns of COLUMNS in order,
+    then time_s (older versions logged a subset of today's columns)."""
+    if len(header) < 2 or header[0] != "step" or header[-1] != "time_s":
+        return False
+    position = -1
+    for name in header:
+        if name not in COLUMNS or COLUMNS.index(name) <= position:
+            return False
+        position = COLUMNS.index(name)
+    return True
+
+
+def _parse_row(row: list[str], width: int) -> list[float] | None:
+    """A data row as numbers, or None when it has the wrong number of fields or a bad value."""
+    if len(row) != width:
+        return None
+    try:
+        values = [float(v) for v in row]
+    except ValueError:
+        return None
+    return values if values[0].is_integer() and values[0] >= 0 else None
+
+
+def _read_table(path: Path) -> tuple[list[str], list[list[float]], list[int]]:
+    """metrics.csv as (header, parsed rows, line numbers of rows that do not parse).
+
+    A last line without its newline is a row cut short by a stop: it is left out and not reported.
+    """
+    try:
+        with Path(path).open(newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise _unreadable(path, str(err)) from None
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    rows = list(csv.reader(io.StringIO("".join(lines))))
+    if not rows:
+        raise _unreadable(path, "empty, no header")
+    header = rows[0]
+    if not is_metrics_header(header):
+        raise _foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
+    parsed, bad = [], []
+    for number, row in enumerate(rows[1:], start=2):
+        values = _parse_row(row, len(header))
+        if values is None:
+            if row:
+                bad.append(number)
+            continue
+        parsed.append(values)
+    return header, parsed, bad
+
+
+def check_metrics_header(path: Path) -> None:
+    """Raise RunFileError unless path is a metrics.csv dsmexp wrote (only its first line is read)."""
+    try:
+        with Path(path).open(newline="") as f:
+            header = next(csv.reader([f.readline()]), [])
+    except (OSError, UnicodeDecodeError) as err:
+        raise _unreadable(path, str(err)) from None
+    if not is_metrics_header(header):
+        raise _foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    """metrics.csv as a dict of column name -> float array (step as int)."""
-    with Path(path).open(newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], [r for r in rows[1:] if r]
-    table = np.array([[float(v) for v in r] for r in body], dtype=float).reshape(len(body), len(header))
+    """metrics.csv as a dict of column name -> float array (step as int).
+
+    Every reader of metrics.csv goes through here. A last row cut short by a stop is left out; any other
+    malformed row, or a file dsmexp did not write, raises RunFileError naming the file.
+    """
+    header, rows, bad = _read_table(path)
+    if bad:
+        raise _unreadable(path, f"line {bad[0]} does not have {len(header)} numeric fields")
+    table = np.array(rows, dtype=float).reshape(len(rows), len(header))
     columns = {name: table[:, i] for i, name in enumerate(header)}
     columns["step"] = columns["step"].astype(int)
     return columns
 
 
+def rows_before(path: Path, first_step: int) -> tuple[list[list[float]], str | None]:
+    """For a resume at first_step: the logged rows of steps 0..first_step-1 and, when they are not all
+    there exactly once, why not. Rows with the wrong number of fields are dropped."""
+    if not Path(path).exists():
+        return [], (f"{path} is missing" if first_step > 0 else None)
+    header, rows, _ = _read_table(path)
+    if tuple(header) != COLUMNS:
+        raise RunFileError(f"{path}: written by an older dsmexp with other columns, so this run cannot be "
+                           "continued; pass overwrite=true to train it again")
+    kept = [r for r in rows if r[0] < first_step]
+    steps = [int(r[0]) for r in kept]
+    if steps != list(range(first_step)):
+        missing = sorted(set(range(first_step)) - set(steps))
+        why = (f"steps {missing[0]}..{missing[-1]} ({len(missing)} rows) are missing" if missing
+               else "some steps are logged twice")
+        return [], f"{path} does not hold exactly steps 0..{first_step - 1}: {why}"
+    return kept, None
+
+
+class MetricsWriter:
+    """Appends rows to metrics.csv as training goes. It starts from `kept` (the rows a resume keeps,
+    from rows_before), rewriting the file atomically; sync() makes the rows so far durable."""
+
+    def __init__(self, path: Path, kept: list[list[float]] | None = None) -> None:
+        self.path = path
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerow(COLUMNS)
+                self._write_rows(f, kept or [])
+        _replace_atomically(path, write)
+        try:
+            self._file = path.open("a", newline="")
+        except OSError as err:
+            raise write_failed(path, err) from None
+
+    @staticmethod
+    def _write_rows(f: Any, rows: Iterable[Sequence[float]]) -> None:
+        writer = csv.writer(f)
+        for row in rows:
+            writer.writerow([int(row[0]), *(repr(float(v)) for v in row[1:])])
+
+    def write(self, rows: Iterable[Sequence[float]]) -> None:
+        try:
+            self._write_rows(self._file, rows)
+            self._file.flush()
+        except OSError as err:
+            raise write_failed(self.path, err) from None
+
+    def sync(self) -> None:
+        """fsync the rows written so far (called before every checkpoint that counts them)."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as err:
+            raise write_failed(self.path, err) from None
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the rows that matter were synced with the checkpoint
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- summary.json --------------------------------------------------------------------------------------
+
 def write_json(path: Path, obj: dict) -> None:
-    """Write obj as JSON (NaN and inf become null) atomically."""
-    text = json.dumps(_json_safe(obj), indent=2, sort_keys=False)
+    """Write obj as JSON atomically. NaN and inf are kept as NaN / Infinity (Python's json reads them)."""
+    text = json.dumps(obj, indent=2, sort_keys=False)
     _replace_atomically(path, lambda tmp: tmp.write_text(text + "\n"))
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def read_summary(run_dir: Path) -> dict | None:
-    """summary.json of a run, or None when the run never wrote one."""
+    """summary.json of a run, or None when the run never wrote one; RunFileError when it is not ours
+    or cannot be read."""
     path = Path(run_dir) / SUMMARY_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise _unreadable(path, str(err)) from None
+    except json.JSONDecodeError as err:
+        raise _unreadable(path, f"not valid JSON: {err}") from None
+    if not isinstance(summary, dict) or not all(k in summary for k in SUMMARY_KEYS):
+        raise _foreign(path, f"it lacks the keys {', '.join(SUMMARY_KEYS)}")
+    return summary
 
+
+# ---- checkpoint.pt and score_field.npz -------------------------------------------------------------------
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save(state) atomically: a crash mid-write leaves the previous checkpoint intact."""
-    _replace_atomically(path, lambda tmp: torch.save(state, tmp))
+    """torch.save(state) atomically: a crash mid-write leaves the previous checkpoint intact.
+
+    Serialised in memory first, so a full disk fails as an OSError of the write, not inside torch."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _replace_atomically(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 def load_checkpoint(path: Path) -> dict | None:
-    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    """checkpoint.pt (tensors and plain values only: weights_only=True), or None when there is none."""
+    if not Path(path).exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file; all mean the same
+        raise _unreadable(path, f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+                          ) from None
+    if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
+        raise _foreign(path, f"it lacks the keys {', '.join(CHECKPOINT_KEYS)}")
+    return state
 
 
 def save_score_field(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -111,7 +309,44 @@ def save_score_field(path: Path, arrays: dict[str, np.ndarray]) -> None:
     _replace_atomically(path, write)
 
 
+def check_score_field(path: Path) -> None:
+    try:
+        with np.load(path, allow_pickle=False) as field:
+            names = set(field.files)
+    except Exception as err:  # noqa: BLE001 - numpy raises several types for a bad archive
+        raise _unreadable(path, f"{type(err).__name__}: {err}") from None
+    if not set(FIELD_KEYS) <= names:
+        raise _foreign(path, f"it lacks the arrays {', '.join(FIELD_KEYS)}")
+
+
+# ---- the run directory as a whole -------------------------------------------------------------------------
+
+def check_run_files(run_dir: Path, overwrite: bool = False) -> None:
+    """Raise RunFileError for the first file under a dsmexp name in run_dir that dsmexp did not write
+    or (unless overwrite, which will replace it) cannot read. Files under other names are never touched."""
+    run_dir = Path(run_dir)
+    checks = [(METRICS_FILE, check_metrics_header), (SUMMARY_FILE, lambda p: read_summary(p.parent)),
+              (CHECKPOINT_FILE, load_checkpoint), (FIELD_FILE, check_score_field)]
+    for name, check in checks:
+        if not (run_dir / name).exists():
+            continue
+        try:
+            check(run_dir / name)
+        except RunFileError as err:
+            if err.foreign or not overwrite:
+                raise
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete temporary files a killed writer left (only called by the process that owns run_dir)."""
+    for name in (METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE, FIELD_FILE):
+        for tmp in Path(run_dir).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def remove_run_files(run_dir: Path) -> None:
-    """Delete what an earlier run wrote here (used only with overwrite=true)."""
+    """Delete what an earlier run wrote here (used only with overwrite=true, after check_run_files has
+    found no foreign file)."""
     for name in (METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE, FIELD_FILE):
         (Path(run_dir) / name).unlink(missing_ok=True)
+

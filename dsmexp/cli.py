@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -11,10 +12,12 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dsmexp import training
+from dsmexp import artifacts, training
 from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
+from dsmexp.runlock import is_busy
 
 register_configs()
 
@@ -33,7 +36,15 @@ def job_threads(cfg: DictConfig) -> int | None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _app(cfg: DictConfig) -> str:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    return training.run(cfg, run_dir, threads=job_threads(cfg))
+    try:
+        return training.run(cfg, run_dir, threads=job_threads(cfg))
+    except ConfigError as err:
+        if HydraConfig.get().mode != RunMode.RUN:
+            raise  # a sweep job: the sweeper records it and runs the others
+        # a single run found something check_single_run could not see yet (the directory taken since,
+        # the disk full): one line, as for a bad setting
+        sys.stderr.write(f"dsmexp: error: {err}\n")
+        sys.exit(1)
 
 
 def check_single_run(argv: list[str]) -> None:
@@ -55,10 +66,29 @@ def check_single_run(argv: list[str]) -> None:
         return  # Hydra reports composition errors itself, before writing anything
     try:
         validate(cfg)
-        training.check_existing_run(cfg, run_dir)
+        finished = training.check_existing_run(cfg, run_dir)
+        busy = is_busy(run_dir)
+        if busy:
+            raise ConfigError(busy)
+        if finished is None:
+            _check_can_create(run_dir)
     except ConfigError as err:
         sys.stderr.write(f"dsmexp: error: {err}\n")
         sys.exit(1)
+    if finished is not None:  # nothing to write, not even Hydra's files (the directory may be read-only)
+        sys.stderr.write(f"dsmexp: {run_dir}: already {finished['status']} after {finished['steps_done']} "
+                         "steps; skipping (overwrite=true trains it again)\n")
+        sys.exit(0)
+
+
+def _check_can_create(run_dir: Path) -> None:
+    """One line when the run directory cannot be made or written (a parent is a file, read-only)."""
+    artifacts.make_run_dir(run_dir)  # Hydra would make it next
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as err:
+        raise artifacts.write_failed(run_dir, err, "write into") from None
 
 
 def main() -> None:

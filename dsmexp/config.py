@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works from any directory
 ACTIVATIONS = ("tanh", "silu", "softplus", "sigmoid")
 LOSSES = ("ism", "dsm", "dsm_s")
+SIGMA_RANGE = (1e-15, 1e15)  # sigma^2 and 1/sigma^2 stay inside float32's range
+MAX_GRID_SIZE = 1024  # score_field.npz: up to 1024^2 points (the model runs on all of them at once)
 
 
 @dataclass
@@ -159,15 +162,21 @@ def _check(ok: bool, message: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first bad setting, naming the key and what is allowed."""
-    _check(cfg.sigma >= 0, f"sigma={cfg.sigma}: must be >= 0 (0 trains ISM on clean data)")
+    _validate_keys(cfg)
+    _validate_finite(cfg)
+    _check(cfg.sigma == 0 or SIGMA_RANGE[0] <= cfg.sigma <= SIGMA_RANGE[1],
+           f"sigma={cfg.sigma}: must be 0 (ISM on clean data) or between {SIGMA_RANGE[0]:g} and "
+           f"{SIGMA_RANGE[1]:g} (sigma^2 and 1/sigma^2 must fit in float32)")
     _check(cfg.loss.name in LOSSES, f"loss={cfg.loss.name}: must be one of {', '.join(LOSSES)}")
     if cfg.loss.name in ("dsm", "dsm_s") and cfg.sigma == 0:
         _fail(f"sigma=0 with loss={cfg.loss.name}: DSM needs sigma > 0 "
               "(its target is -eps/sigma); use loss=ism to train on clean data", sweep_skippable=True)
+    _check(cfg.seed >= 0, f"seed={cfg.seed}: must be >= 0")
     for key in ("noise_samples", "steps", "diagnostics_every", "checkpoint_every", "eval_samples"):
         _check(cfg[key] >= 1, f"{key}={cfg[key]}: must be >= 1")
     _check(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: last step only)")
-    _check(cfg.grid_size >= 2, f"grid_size={cfg.grid_size}: must be >= 2")
+    _check(2 <= cfg.grid_size <= MAX_GRID_SIZE,
+           f"grid_size={cfg.grid_size}: must be between 2 and {MAX_GRID_SIZE}")
     _check(cfg.chunk_size is None or cfg.chunk_size >= 1,
            f"chunk_size={cfg.chunk_size}: must be >= 1 or null (automatic)")
     _check(cfg.threads is None or cfg.threads >= 1, f"threads={cfg.threads}: must be >= 1 or null")
@@ -176,6 +185,45 @@ def validate(cfg: DictConfig) -> None:
     _validate_model(cfg.model)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)
+
+
+def _validate_keys(cfg: DictConfig) -> None:
+    """Refuse keys the schema does not know (`+sigam=0.1`), with the closest known key."""
+    store = ConfigStore.instance().repo
+    top = OmegaConf.structured(store["dsmexp_schema.yaml"].node)
+    _check_known(cfg, top, "", skip=("hydra",))
+    for group, entries in store.get("schema", {}).items():
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        schema = entries.get(f"{node.get('name')}.yaml")
+        if schema is None and len(entries) == 1:  # one schema for the whole group (loss, optimizer)
+            schema = next(iter(entries.values()))
+        if schema is not None:
+            _check_known(node, OmegaConf.structured(schema.node), f"{group}.")
+
+
+def _check_known(node: DictConfig, schema: DictConfig, prefix: str, skip: tuple[str, ...] = ()) -> None:
+    known = [str(k) for k in schema]
+    for key in node:
+        if key in skip or key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+        _fail(f"{prefix}{key}: not a dsmexp setting{hint} (`python -m dsmexp --cfg job` lists them all)")
+
+
+def _validate_finite(node: Any, path: str = "") -> None:
+    """Every number in the config must be finite (nan and inf are config errors, not results)."""
+    if isinstance(node, DictConfig):
+        for key in node:
+            if key != "hydra":
+                _validate_finite(node[key], f"{path}{key}.")
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            _validate_finite(item, f"{path[:-1]}[{i}].")
+    elif isinstance(node, float) and not math.isfinite(node):
+        _fail(f"{path[:-1]}={node}: must be a finite number")
 
 
 def _validate_device(device: str) -> None:

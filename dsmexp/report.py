@@ -17,7 +17,7 @@ import numpy as np
 
 from dsmexp import figures
 from dsmexp.claims import RULES, SUPPORTED, Claim, evaluate_claims
-from dsmexp.sweeps import Run, load_runs
+from dsmexp.sweeps import Run, scan_runs
 
 
 def losses_in(runs: list[Run]) -> tuple[str, ...]:
@@ -106,6 +106,18 @@ def runs_table(runs: list[Run]) -> list[str]:
     return lines
 
 
+def unreadable_lines(unreadable: list[tuple[Path, str]], sweep_dir: Path) -> list[str]:
+    """The runs left out of everything above, each with why (missing, cut short, not dsmexp's files)."""
+    if not unreadable:
+        return []
+    lines = ["## Runs not read", "", f"{len(unreadable)} run(s) under the sweep could not be read and are "
+             "left out of the claims, figures and table above:", ""]
+    for run_dir, why in unreadable:
+        rel = run_dir.relative_to(sweep_dir) if run_dir.is_relative_to(sweep_dir) else run_dir
+        lines.append(f"- `{rel}`: {why}")
+    return lines + [""]
+
+
 def _num(x: float | None) -> str:
     return "nan" if x is None or not math.isfinite(x) else f"{x:.4g}"
 
@@ -115,9 +127,10 @@ def build_report(sweep_dir: Path, out_dir: Path, provenance: list[str] | None = 
 
     `provenance` lines (command, commit, wall time, ...) are printed under the settings.
     """
-    runs = load_runs(sweep_dir)
+    runs, unreadable = scan_runs(sweep_dir)
     if not runs:
-        raise SystemExit(f"{sweep_dir}: no run with a metrics.csv under it")
+        raise SystemExit(f"{sweep_dir}: no run with a readable metrics.csv under it"
+                         + "".join(f"\n  {why}" for _, why in unreadable))
     draw_figures(runs, out_dir)
     claims = evaluate_claims(runs)
     lines = ["# Comparing implicit and denoising score matching: claims checked", "",
@@ -133,6 +146,7 @@ def build_report(sweep_dir: Path, out_dir: Path, provenance: list[str] | None = 
     for n in range(1, 5):
         lines += [f"![Figure {n}](figure{n}.png)", ""]
     lines += ["## Runs", "", *runs_table(runs), ""]
+    lines += unreadable_lines(unreadable, sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))

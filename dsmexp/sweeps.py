@@ -3,8 +3,10 @@
     python -m dsmexp.sweeps SWEEP_DIR      # e.g. after a cluster sweep whose launcher was interrupted
 
 One row per job: its overrides and key settings, status (completed, diverged, failed, incomplete,
-missing, skipped), steps done, wall time, final metrics and run directory. Jobs listed in the sweep's
-jobs.json that never wrote a directory are `missing`; a directory without summary.json is `incomplete`.
+missing, skipped, skipped-busy, unreadable), steps done, wall time, final metrics and run directory.
+Jobs listed in the sweep's jobs.json that never wrote a directory are `missing`; a directory without
+summary.json is `incomplete`; a run whose files cannot be read, or whose metrics.csv does not hold the
+steps its summary.json reports, is `unreadable` with the reason in `error`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from dsmexp import artifacts
+from dsmexp.artifacts import RunFileError
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
 RUNS_FILE = "runs.csv"
@@ -48,19 +51,56 @@ class Run:
 
 
 def load_runs(sweep_dir: Path) -> list[Run]:
-    """Every job of a sweep that logged metrics, sorted by loss, sigma, then seed."""
-    runs = []
+    """Every job of a sweep whose files can be read, sorted by loss, sigma, seed (see unreadable_runs)."""
+    return scan_runs(sweep_dir)[0]
+
+
+def unreadable_runs(sweep_dir: Path) -> list[tuple[Path, str]]:
+    """Every job directory of a sweep that load_runs leaves out, with the reason."""
+    return scan_runs(sweep_dir)[1]
+
+
+def scan_runs(sweep_dir: Path) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """(the runs that can be read, sorted by loss, sigma, seed; (run_dir, why) for the others)."""
+    runs, problems = [], []
     for run_dir in find_run_dirs(sweep_dir):
-        summary = artifacts.read_summary(run_dir) or {}
-        metrics_file = run_dir / artifacts.METRICS_FILE
-        if not metrics_file.exists():
-            continue
-        config = summary.get("config") or OmegaConf.to_container(
-            OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
-        runs.append(Run(run_dir, config["loss"]["name"], float(config["sigma"]),
-                        summary.get("status", "incomplete"), config, artifacts.read_metrics(metrics_file),
-                        summary))
-    return sorted(runs, key=lambda r: (r.loss, r.sigma, r.seed))
+        try:
+            runs.append(read_run(run_dir))
+        except RunFileError as err:
+            problems.append((run_dir, err.reason))
+    return sorted(runs, key=lambda r: (r.loss, r.sigma, r.seed)), problems
+
+
+def read_run(run_dir: Path) -> Run:
+    """One job directory as a Run; RunFileError saying why when it cannot be read or is not whole."""
+    summary = artifacts.read_summary(run_dir) or {}
+    config = summary.get("config") or _hydra_config(run_dir)
+    metrics = read_checked_metrics(run_dir, summary)
+    return Run(run_dir, config["loss"]["name"], float(config["sigma"]), summary.get("status", "incomplete"),
+               config, metrics, summary)
+
+
+def read_checked_metrics(run_dir: Path, summary: dict | None) -> dict[str, np.ndarray]:
+    """metrics.csv of a run, checked against its summary: a finished run holds exactly its steps."""
+    path = run_dir / artifacts.METRICS_FILE
+    status = (summary or {}).get("status", "incomplete")
+    if not path.exists():
+        raise RunFileError(f"{path}: missing (status {status})")
+    metrics = artifacts.read_metrics(path)
+    if status in artifacts.FINISHED:
+        steps, done = metrics["step"].tolist(), summary["steps_done"]
+        if steps != list(range(done)):
+            raise RunFileError(f"{path}: holds {len(steps)} rows, not steps 0..{done - 1} as summary.json "
+                               f"reports for a {status} run")
+    return metrics
+
+
+def _hydra_config(run_dir: Path) -> dict:
+    path = run_dir / ".hydra" / "config.yaml"
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # noqa: BLE001 - yaml and OmegaConf raise several types
+        raise RunFileError(f"{path}: cannot be read ({type(err).__name__})") from None
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
@@ -68,33 +108,56 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent.parent for p in Path(sweep_dir).rglob(".hydra/config.yaml"))
 
 
-def run_record(run_dir: Path, sweep_dir: Path) -> dict:
+def run_record(run_dir: Path, sweep_dir: Path, plan: dict[str, dict] | None = None) -> dict:
     """One row of runs.csv for a job directory."""
-    summary = artifacts.read_summary(run_dir)
-    # the settings the metrics belong to: summary.json's copy, else what Hydra recorded
-    cfg = OmegaConf.create(summary["config"]) if summary else OmegaConf.load(run_dir / ".hydra/config.yaml")
-    overrides = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
-    row = {"run_dir": str(run_dir.relative_to(sweep_dir)), "overrides": " ".join(overrides),
-           "dataset": cfg.dataset.name, "loss": cfg.loss.name}
-    row |= {k: cfg[k] for k in SETTINGS[2:]}
+    rel = str(run_dir.relative_to(sweep_dir))
+    row = {"run_dir": rel, "overrides": " ".join(_overrides(run_dir))}
+    try:
+        summary = artifacts.read_summary(run_dir)
+        # the settings the metrics belong to: summary.json's copy, else what Hydra recorded
+        cfg = OmegaConf.create(summary["config"] if summary else _hydra_config(run_dir))
+    except RunFileError as err:
+        return row | {"status": "unreadable", "error": err.reason}
+    row |= {"dataset": cfg.dataset.name, "loss": cfg.loss.name} | {k: cfg[k] for k in SETTINGS[2:]}
+    planned = (plan or {}).get(rel, {})
     if summary is None:
+        if planned.get("status") in ("skipped-busy", "unreadable"):
+            return row | {"status": planned["status"], "error": planned.get("skipped")}
         return row | {"status": "incomplete"}
     row |= {k: summary.get(k) for k in ("status", "steps_done", "diverged_step", "wall_time_s", "error",
                                         *REPRODUCE)}
     final = summary.get("final") or {}
-    return row | {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
+    row |= {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
+    if summary["status"] in artifacts.FINISHED:
+        try:
+            read_checked_metrics(run_dir, summary)
+        except RunFileError as err:
+            row |= {"status": "unreadable", "error": err.reason}
+    return row
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    try:
+        return list(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+    except Exception:  # noqa: BLE001 - a missing or broken file leaves the column empty
+        return []
+
+
+def _plan(sweep_dir: Path) -> list[dict]:
+    plan_file = Path(sweep_dir) / "jobs.json"
+    try:
+        return json.loads(plan_file.read_text()) if plan_file.exists() else []
+    except (OSError, ValueError):
+        return []
 
 
 def planned_records(sweep_dir: Path, seen: set[str]) -> list[dict]:
     """Rows for jobs in jobs.json that were skipped or never wrote a directory."""
-    plan_file = Path(sweep_dir) / "jobs.json"
-    if not plan_file.exists():
-        return []
     rows = []
-    for job in json.loads(plan_file.read_text()):
+    for job in _plan(sweep_dir):
         if job.get("subdir") in seen:
             continue
-        status = "skipped" if "skipped" in job else "missing"
+        status = job.get("status") or ("skipped" if "skipped" in job else "missing")
         rows.append({"run_dir": job.get("subdir") or "", "overrides": " ".join(job["overrides"]),
                      "status": status, "error": job.get("skipped")})
     return rows
@@ -103,7 +166,8 @@ def planned_records(sweep_dir: Path, seen: set[str]) -> list[dict]:
 def write_runs_table(sweep_dir: Path) -> Path:
     """Write (or rewrite) SWEEP_DIR/runs.csv from the job directories and jobs.json; return its path."""
     sweep_dir = Path(sweep_dir)
-    rows = [run_record(d, sweep_dir) for d in find_run_dirs(sweep_dir)]
+    plan = {job["subdir"]: job for job in _plan(sweep_dir) if job.get("subdir")}
+    rows = [run_record(d, sweep_dir, plan) for d in find_run_dirs(sweep_dir)]
     rows += planned_records(sweep_dir, {r["run_dir"] for r in rows})
     columns = ["run_dir", "overrides", *SETTINGS, "status", "steps_done", "diverged_step",
                "wall_time_s", "error", *REPRODUCE]

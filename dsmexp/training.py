@@ -27,11 +27,15 @@ from dsmexp.evaluation import EVAL_METRICS, HeldOut
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 from dsmexp.reference import ReferenceUnavailable, reference_score
+from dsmexp.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
-# Keys that change how fast a run goes but not its numbers; runs that differ only here are the same run.
-NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "checkpoint_every")
+# Keys that do not change the logged numbers (how fast a run goes, or only the end-of-run score field);
+# runs that differ only here are the same run. threads and chunk_size change the last float32 digits
+# (summing in another order), so summary.json records them and a resume that changes them warns.
+NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "checkpoint_every",
+                   "grid_size")
 CPU_CHUNK = 16384  # points per chunk on CPU, the fastest in scripts/bench.py on 2 cores (8k-32k are close)
 CUDA_CHUNK = 1 << 20
 FLUSH_STEPS = {"cpu": 1, "cuda": 25}  # steps between metric copies to the host (one sync each)
@@ -83,39 +87,58 @@ def build_optimizer(params, cfg: DictConfig) -> torch.optim.Optimizer:
 def run(cfg: DictConfig, run_dir: Path, threads: int | None = None) -> str:
     """Train the run in run_dir, resume it from its checkpoint, or skip it when it already finished.
 
-    Returns the final status: completed or diverged. A failure is recorded in summary.json and re-raised.
+    The run directory is owned by this process while it trains (runlock.RunLock). Returns the final
+    status: completed or diverged. A failure is recorded in summary.json (when the disk lets us) and
+    re-raised.
     """
     validate(cfg)
     run_dir = Path(run_dir)
-    check_existing_run(cfg, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.overwrite:
-        artifacts.remove_run_files(run_dir)
-    summary = artifacts.read_summary(run_dir)
-    if summary is not None and summary["status"] in artifacts.FINISHED:
-        log.info("%s: already %s after %d steps; skipping (overwrite=true trains it again)",
-                 run_dir, summary["status"], summary["steps_done"])
-        return summary["status"]
-    prepare_cpu(threads)
-    trainer = None
-    try:
-        trainer = Trainer(cfg, run_dir)
-        return trainer.fit()
-    except Exception as err:
-        progress = trainer.progress() if trainer is not None else {}
-        error = f"{type(err).__name__}: {err}".splitlines()[0]
-        write_summary(run_dir, cfg, "failed", error=error, **progress)
-        raise
+    finished = check_existing_run(cfg, run_dir)
+    if finished is not None:
+        return _skip(run_dir, finished)
+    artifacts.make_run_dir(run_dir)
+    with RunLock(run_dir):
+        finished = check_existing_run(cfg, run_dir)  # the lock's last holder may have finished it
+        if finished is not None:
+            return _skip(run_dir, finished)
+        artifacts.remove_stale_temporaries(run_dir)
+        if cfg.overwrite:
+            artifacts.remove_run_files(run_dir)
+        prepare_cpu(threads)
+        trainer = None
+        try:
+            trainer = Trainer(cfg, run_dir)
+            return trainer.fit()
+        except Exception as err:
+            progress = trainer.progress() if trainer is not None else {}
+            error = f"{type(err).__name__}: {err}".splitlines()[0]
+            try:
+                write_summary(run_dir, cfg, "failed", error=error, **progress)
+            except artifacts.RunFileError:
+                pass  # the disk that stopped the run refuses this file too; the error says what to do
+            raise
 
 
-def check_existing_run(cfg: DictConfig, run_dir: Path) -> None:
-    """Refuse to touch a directory that holds a run with other settings (unless overwrite=true).
+def _skip(run_dir: Path, summary: dict) -> str:
+    log.info("%s: already %s after %d steps; skipping (overwrite=true trains it again)",
+             run_dir, summary["status"], summary["steps_done"])
+    return summary["status"]
 
-    Called before Hydra writes anything for a job (command line, sweeper) and again by run().
+
+def check_existing_run(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """Check what run_dir already holds before anything in it is touched; only reads.
+
+    Raises RunFileError for a file under a dsmexp name that dsmexp did not write or cannot read, and
+    ConfigError for a run with other settings (unless overwrite=true). Returns the summary of a
+    finished run with these settings (to be skipped), else None. Called before Hydra writes anything
+    for a job (command line, sweeper) and again by run() once it owns the directory.
     """
-    if cfg.overwrite:
-        return
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    artifacts.check_run_files(run_dir, overwrite=cfg.overwrite)
+    if cfg.overwrite:
+        return None
     summary = artifacts.read_summary(run_dir)
     stored = summary.get("config") if summary else None
     what = "summary.json"
@@ -123,7 +146,7 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> None:
         state = artifacts.load_checkpoint(run_dir / artifacts.CHECKPOINT_FILE)
         stored, what = (state["config"] if state else None), "checkpoint.pt"
     if stored is None:
-        return
+        return None
     stored = {k: v for k, v in stored.items() if k not in NON_RESULT_KEYS}
     current = result_config(cfg)
     defaults = _schema_defaults()
@@ -134,6 +157,7 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> None:
         raise ConfigError(
             f"{run_dir} holds a run with other settings ({', '.join(differing)} differ, per its {what}); "
             "pass overwrite=true to replace it, or choose another hydra.run.dir / hydra.sweep.dir")
+    return summary if summary is not None and summary["status"] in artifacts.FINISHED else None
 
 
 def _schema_defaults() -> dict:
@@ -175,18 +199,27 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / artifacts.CHECKPOINT_FILE
 
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / artifacts.METRICS_FILE
+
     def fit(self) -> str:
-        """Resume if a checkpoint is there, train to cfg.steps or divergence, write the end-of-run files."""
-        self._resume()
+        """Resume if a checkpoint is there, train to cfg.steps or divergence, write the end-of-run files.
+
+        A run stopped after its last checkpoint (in the end-of-run window) resumes at cfg.steps: it
+        writes the score field and summary.json from that checkpoint without training again.
+        """
+        kept = self._resume()
         cfg = self.cfg
         log.info("%s: loss=%s sigma=%g dataset=%s N=%d M=%d steps=%d on %s", self.run_dir, cfg.loss.name,
                  cfg.sigma, cfg.dataset.name, len(self.x), cfg.noise_samples if cfg.sigma > 0 else 1,
                  cfg.steps, _device_name(self.device))
         log.info("held-out sample of %d points and its reference scores ready in %.2f s",
                  cfg.eval_samples, self.held_out.setup_seconds)
-        writer = artifacts.MetricsWriter(self.run_dir / artifacts.METRICS_FILE, self.steps_done)
-        with logging_redirect_tqdm():
-            self._loop(writer)
+        with artifacts.MetricsWriter(self.metrics_path, kept) as writer:
+            with logging_redirect_tqdm():
+                self._loop(writer)
+            writer.sync()
         if self.diverged_step is not None:
             log.warning("diverged at step %d: loss or gradient is not finite", self.diverged_step)
             self.write_summary("diverged")
@@ -200,21 +233,46 @@ class Trainer:
                  row["esm_data"])
         return "completed"
 
-    def _resume(self) -> None:
+    def _resume(self) -> list[list[float]]:
+        """Load the checkpoint, if any; return the metrics rows it accounts for (steps 0..K-1).
+
+        When metrics.csv does not hold exactly those rows (deleted, cut short), the checkpoint cannot be
+        reported honestly: say so and train from step 0, the last state whose rows are all there.
+        """
         state = artifacts.load_checkpoint(self.checkpoint_path)
         if state is None:
-            return
+            return []
+        kept, gap = artifacts.rows_before(self.metrics_path, state["steps_done"])
+        if gap is not None:
+            log.warning("%s; training again from step 0", gap)
+            return []
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.noise.set_state(state["noise"])
         self.steps_done, self.elapsed = state["steps_done"], state["elapsed"]
+        if kept:
+            self.last_row = dict(zip(artifacts.COLUMNS, kept[-1]))
         log.info("resuming %s from step %d", self.run_dir, self.steps_done)
+        self._warn_if_summing_changed(state)
+        return kept
+
+    def _warn_if_summing_changed(self, state: dict) -> None:
+        """One warning when a resume sums in another order than the steps before it (threads, chunk)."""
+        now = {"threads": self._threads(), "chunk_size": self.chunk}
+        changed = [f"{k}={state[k]} before, {v} now" for k, v in now.items()
+                   if state.get(k) is not None and state[k] != v]
+        if changed:
+            log.warning("resuming with other summing settings (%s): the steps from %d on may differ from an "
+                        "uninterrupted run in the last float digits", "; ".join(changed), self.steps_done)
+
+    def _threads(self) -> int | None:
+        return torch.get_num_threads() if self.device.type == "cpu" else None
 
     def _save_checkpoint(self) -> None:
         artifacts.save_checkpoint(self.checkpoint_path, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "noise": self.noise.get_state(), "steps_done": self.steps_done, "elapsed": self.elapsed,
-            "config": result_config(self.cfg)})
+            "threads": self._threads(), "chunk_size": self.chunk, "config": result_config(self.cfg)})
 
     def _loop(self, writer: artifacts.MetricsWriter) -> None:
         cfg = self.cfg
@@ -235,6 +293,7 @@ class Trainer:
                     if self.diverged_step is not None:
                         return
                     if (step + 1) % cfg.checkpoint_every == 0 and not last:
+                        writer.sync()  # the rows a checkpoint counts are on disk before it is
                         self._save_checkpoint()
 
     def _step(self, step: int) -> torch.Tensor:
@@ -293,7 +352,7 @@ class Trainer:
         """How far the run got, for summary.json."""
         return {"steps_done": self.steps_done, "diverged_step": self.diverged_step, "final": self.last_row,
                 "wall_time_s": self.elapsed, "device": _device_name(self.device),
-                "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+                "threads": self._threads(),
                 "chunk_size": self.chunk}
 
     def write_summary(self, status: str) -> None:

@@ -3,7 +3,11 @@
 - Every job's settings are validated before any job starts; a bad value stops the sweep with one line.
   Grid points that cannot exist (DSM at sigma = 0) are skipped with a warning, so that
   `-m loss=ism,dsm_s sigma=0,1e-3` runs the three meaningful jobs.
-- A failing job does not stop the others; the sweep exits non-zero once all have run.
+- A job whose directory another process is using (it holds the run's lock) is skipped and recorded as
+  `skipped-busy`; a job whose directory holds a file dsmexp did not write or cannot read is recorded as
+  `unreadable`. Either way the other jobs run.
+- A failing job does not stop the others; the sweep exits non-zero once all have run (also when a job
+  was unreadable).
 - When the sweep ends, the sweep directory gets jobs.json (the planned grid) and runs.csv.
 """
 
@@ -20,7 +24,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
+from dsmexp.artifacts import RunFileError, write_failed
 from dsmexp.config import ConfigError, validate
+from dsmexp.runlock import RunBusy, is_busy
 from dsmexp.training import check_existing_run
 
 log = logging.getLogger(__name__)
@@ -46,14 +52,17 @@ class DsmexpSweeper(BasicSweeper):
         jobs = self._expand(arguments)
         runnable, planned = self._check(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        _record_plan(sweep_dir / "jobs.json", planned)
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+            _record_plan(sweep_dir / "jobs.json", planned)
+        except OSError as err:
+            raise write_failed(sweep_dir, err, "write into") from None
         returns: list[JobReturn] = []
         size = self.max_batch_size or max(len(runnable), 1)
         for start in range(0, len(runnable), size):
             returns.extend(self.launcher.launch(runnable[start:start + size], initial_job_idx=start))
-        self._finish(sweep_dir, returns)
+        self._finish(sweep_dir, returns, planned)
         return [returns]
 
     def _expand(self, arguments: list[str]) -> list[list[str]]:
@@ -73,7 +82,16 @@ class DsmexpSweeper(BasicSweeper):
             try:
                 validate(cfg)
                 if subdir is not None:
-                    check_existing_run(cfg, Path(cfg.hydra.sweep.dir) / subdir)
+                    run_dir = Path(cfg.hydra.sweep.dir) / subdir
+                    check_existing_run(cfg, run_dir)
+                    busy = is_busy(run_dir)
+                    if busy:
+                        raise RunBusy(busy)
+            except (RunBusy, RunFileError) as err:
+                status = "skipped-busy" if isinstance(err, RunBusy) else "unreadable"
+                log.warning("skipping job %s (%s): %s", " ".join(job), status, err)
+                planned.append(entry | {"skipped": str(err), "status": status})
+                continue
             except ConfigError as err:
                 if not err.sweep_skippable:
                     raise ConfigError(f"job {' '.join(job)}: {err}") from None
@@ -82,21 +100,35 @@ class DsmexpSweeper(BasicSweeper):
                 continue
             runnable.append(job)
             planned.append(entry)
-        if not runnable:
+        if not runnable and not any("status" in entry for entry in planned):
             raise ConfigError("no job of this sweep can run (see the warnings above)")
         return runnable, planned
 
-    def _finish(self, sweep_dir: Path, returns: list[JobReturn]) -> None:
-        """Tabulate the sweep, then fail once if any job raised."""
+    def _finish(self, sweep_dir: Path, returns: list[JobReturn], planned: list[dict]) -> None:
+        """Tabulate the sweep, then fail once if any job raised or could not be read.
+
+        A job that found its directory locked when it started (another process took it after the
+        check) is recorded as skipped-busy, not as a failure."""
         from dsmexp.sweeps import write_runs_table
 
+        failed = [r for r in returns if r.status == JobStatus.FAILED]
+        busy = [r for r in failed if isinstance(_error(r), RunBusy)]
+        if busy:
+            for r in busy:
+                log.warning("skipped job %s (skipped-busy): %s", " ".join(r.overrides), _error_line(r))
+            marks = {tuple(r.overrides): _error_line(r) for r in busy}
+            for entry in planned:
+                if tuple(entry["overrides"]) in marks:
+                    entry |= {"skipped": marks[tuple(entry["overrides"])], "status": "skipped-busy"}
+            _record_plan(sweep_dir / "jobs.json", planned)
         table = write_runs_table(sweep_dir)
         log.info("sweep table: %s", table)
-        failed = [r for r in returns if r.status == JobStatus.FAILED]
-        if failed:
-            lines = [f"  {' '.join(r.overrides)}: {_error_line(r)}" for r in failed]
-            raise SweepFailed(f"{len(failed)} of {len(returns)} jobs failed (details in each run's "
-                              "summary.json and log):\n" + "\n".join(lines))
+        lines = [f"  {' '.join(r.overrides)}: {_error_line(r)}" for r in failed if r not in busy]
+        lines += [f"  {' '.join(e['overrides'])}: unreadable: {e['skipped']}" for e in planned
+                  if e.get("status") == "unreadable"]
+        if lines:
+            raise SweepFailed(f"{len(lines)} of {len(planned)} jobs failed or could not be read (details in "
+                              "each run's summary.json and log, and in runs.csv):\n" + "\n".join(lines))
 
 
 def _record_plan(path: Path, planned: list[dict]) -> None:
@@ -109,9 +141,18 @@ def _record_plan(path: Path, planned: list[dict]) -> None:
     path.write_text(json.dumps([j for j in earlier if key(j) not in ours] + planned, indent=2) + "\n")
 
 
-def _error_line(job: JobReturn) -> str:
+def _error(job: JobReturn) -> BaseException | None:
     try:
         _ = job.return_value  # re-raises the job's exception
     except Exception as err:
-        return f"{type(err).__name__}: {err}".splitlines()[0]
-    return "failed"
+        return err
+    return None
+
+
+def _error_line(job: JobReturn) -> str:
+    err = _error(job)
+    if err is None:
+        return "failed"
+    if isinstance(err, ConfigError):
+        return str(err).splitlines()[0]
+    return f"{type(err).__name__}: {err}".splitlines()[0]

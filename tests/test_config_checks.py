@@ -1,0 +1,62 @@
+"""Bad settings refused up front in one line: unknown keys, non-finite numbers, out-of-range values."""
+
+import pytest
+
+from dsmexp.config import ConfigError, validate
+from tests.conftest import make_cfg
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["+sigam=0.1"], "sigam: not a dsmexp setting; did you mean sigma?"),
+    (["+stesp=10"], "stesp: not a dsmexp setting; did you mean steps?"),
+    (["+dataset.nosie=0.1"], "dataset.nosie: not a dsmexp setting; did you mean dataset.noise?"),
+    (["dataset=gaussian", "+dataset.noise=0.1"], "dataset.noise: not a dsmexp setting"),
+    (["+model.hiden=[8]"], "model.hiden: not a dsmexp setting; did you mean model.hidden?"),
+    (["+optimizer.momentun=0.9"],
+     "optimizer.momentun: not a dsmexp setting; did you mean optimizer.momentum?"),
+    (["+loss.weight=2"], "loss.weight: not a dsmexp setting"),
+    (["dataset=gaussian", "dataset.mean=nan"], "dataset.mean=nan: must be a finite number"),
+    (["dataset=gaussian", "dataset.mean=[0,inf]"], "dataset.mean[1]=inf: must be a finite number"),
+    (["optimizer.lr=inf"], "optimizer.lr=inf: must be a finite number"),
+    (["sigma=inf"], "sigma=inf: must be a finite number"),
+    (["sigma=1e400"], "sigma=inf: must be a finite number"),
+    (["sigma=1e-300"], "sigma=1e-300: must be 0 (ISM on clean data) or between 1e-15 and 1e+15"),
+    (["dataset.noise=inf"], "dataset.noise=inf: must be a finite number"),
+    (["seed=-1"], "seed=-1: must be >= 0"),
+    (["grid_size=100000"], "grid_size=100000: must be between 2 and 1024"),
+])
+def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(*overrides))
+    assert str(err.value).startswith(message)
+    assert len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["experiment=fig1"], ["experiment=paper", "+profile=smoke"], ["dataset=gaussian", "dataset.dim=3",
+    "dataset.mean=[1,0,-1]"], ["sigma=1e-15", "loss=ism"], ["grid_size=1024"], ["model.hidden=[]"],
+])
+def test_good_settings_pass(overrides):
+    validate(make_cfg(*overrides))
+
+
+def test_keys_added_to_the_schema_are_known_without_a_list():
+    from dataclasses import dataclass
+
+    from hydra.core.config_store import ConfigStore
+
+    from dsmexp import config
+
+    @dataclass
+    class WithNewKey(config.Config):
+        sigma_schedule: str = "constant"
+
+    cs = ConfigStore.instance()
+    old = cs.repo["dsmexp_schema.yaml"]
+    cs.store(name="dsmexp_schema", node=WithNewKey)
+    try:
+        validate(make_cfg("sigma_schedule=cosine"))
+        with pytest.raises(ConfigError, match="did you mean sigma_schedule"):
+            validate(make_cfg("+sigma_schedul=cosine"))
+    finally:
+        cs.repo["dsmexp_schema.yaml"] = old
