@@ -20,9 +20,12 @@ register_configs()
 
 
 def job_threads(cfg: DictConfig) -> int | None:
-    """torch threads for this job: cfg.threads, else cores / n_jobs under the joblib launcher."""
+    """torch threads for this job: cfg.threads, else the CPUs a Slurm job was given, else cores / n_jobs
+    under the joblib launcher."""
     if cfg.threads is not None:
         return cfg.threads
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
     n_jobs = HydraConfig.get().launcher.get("n_jobs")
     if n_jobs is None:
         return None
