@@ -114,7 +114,7 @@ SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=$((MEM / CPUS))
 ReturnToService=2
 # seconds between SIGTERM (which submitit ignores) and SIGKILL when a job is requeued, cancelled or timed out
-KillWait=2
+KillWait=1
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF

@@ -92,27 +92,35 @@ def test_a_raising_job_is_failed_in_runs_csv_and_the_others_complete(sweeps):
                       FAILING: ("failed", "0", "IsADirectoryError")}
 
 
+# How the job is interrupted, in turn: the cluster requeues it (as on preemption), then Slurm's warning
+# before a time limit (the --signal=USR2 submitit asks for, sent now) makes submitit requeue it itself.
+INTERRUPTIONS = (("scontrol", "requeue"), ("scancel", "--signal=USR2"))
+
+
 def test_a_requeued_job_resumes_from_its_checkpoint_to_the_uninterrupted_metrics(tmp_path):
-    steps = 4000
+    steps = 6000
     args = [*TINY, f"steps={steps}", "checkpoint_every=100", "eval_every=50", "threads=1"]
     sweep = tmp_path / "outputs" / "requeue"
     log = (tmp_path / "sweep.log").open("w+")
     proc = start_cli("-m", *args, *SLURM, "hydra.sweep.dir=outputs/requeue", cwd=tmp_path, log=log)
     # the uninterrupted run to compare with, on this machine's other core meanwhile
     reference = start_cli(*args, "hydra.run.dir=outputs/uninterrupted", cwd=tmp_path, log=subprocess.DEVNULL)
-    job = None
+    job, resumed = None, [0]
     try:
-        run_dir, job = wait_for(lambda: running_job(sweep), proc, "a job with a checkpoint, mid-run")
-        subprocess.run(["scontrol", "requeue", job], check=True)
-        # Slurm stops the job (SIGTERM, which submitit ignores, then SIGKILL after KillWait) and holds it
-        # until its begin time; release it once it is pending.
-        wait_for(lambda: job_field(job, "JobState") == "PENDING", proc, f"job {job} pending after requeue")
-        resumed_from = artifacts.load_checkpoint(run_dir / "checkpoint.pt")["steps_done"]
-        killed_at = rows(run_dir)
-        assert 0 < resumed_from <= killed_at < steps and not (run_dir / "summary.json").exists()
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+        for command in INTERRUPTIONS:
+            run_dir, job = wait_for(lambda: running_job(sweep, resumed[-1] + 150), proc,
+                                    f"the job past step {resumed[-1] + 150}")
+            subprocess.run([*command, job], check=True)
+            # Slurm stops the job (SIGTERM, which submitit ignores, then SIGKILL after KillWait) and holds
+            # it until its begin time; release it once it is pending.
+            wait_for(lambda j=job: job_field(j, "JobState") == "PENDING", proc, f"{job} pending again")
+            resumed.append(artifacts.load_checkpoint(run_dir / "checkpoint.pt")["steps_done"])
+            killed_at = rows(run_dir)
+            assert resumed[-2] < resumed[-1] <= killed_at < steps, f"{command}: the job ran to its end"
+            assert not (run_dir / "summary.json").exists()
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
         assert proc.wait(timeout=240) == 0, log_tail(log)
-        assert job_field(job, "Restarts") == "1"
+        assert job_field(job, "Restarts") == "2"
         assert reference.wait(timeout=240) == 0
     finally:
         for p in (proc, reference):
@@ -123,8 +131,10 @@ def test_a_requeued_job_resumes_from_its_checkpoint_to_the_uninterrupted_metrics
         log.close()
 
     job_log = "".join(p.read_text() for p in sorted((sweep / ".submitit" / job).glob("*_log.*")))
-    assert job_log.count("Loading pickle") == 2 and "DUE TO JOB REQUEUE" in job_log
-    assert f"from step {resumed_from}" in job_log
+    assert job_log.count("Loading pickle") == 3 and job_log.count("DUE TO JOB REQUEUE") >= 2
+    assert "Caught signal SIGUSR2" in job_log and f"Requeued job {job}" in job_log
+    for step in resumed[1:]:
+        assert f"from step {step}" in job_log
     (row,) = read_table(sweep / "runs.csv")
     assert (row["status"], row["steps_done"]) == ("completed", str(steps))
     uninterrupted = tmp_path / "outputs" / "uninterrupted"
@@ -146,15 +156,19 @@ def log_tail(log) -> str:
     return log.read()[-3000:]
 
 
-def running_job(sweep: Path) -> tuple[Path, str] | None:
-    """(run directory, Slurm job id) once the sweep's job has checkpointed and logged 150 steps."""
+def running_job(sweep: Path, past: int) -> tuple[Path, str] | None:
+    """(run directory, Slurm job id) once the sweep's only job has logged more than `past` steps and
+    saved a checkpoint beyond `past - 150`."""
     # submitit's folder per Slurm job: 12 for a single job, 12_0, 12_1, ... for an array
     jobs = [p.name for p in (sweep / ".submitit").glob("*") if re.fullmatch(r"\d+(_\d+)?", p.name)]
     metrics = list(sweep.glob("*/metrics.csv"))
     if len(jobs) != 1 or len(metrics) != 1:
         return None
     run_dir = metrics[0].parent
-    return (run_dir, jobs[0]) if (run_dir / "checkpoint.pt").exists() and rows(run_dir) > 150 else None
+    if rows(run_dir) <= past:
+        return None
+    checkpoint = artifacts.load_checkpoint(run_dir / "checkpoint.pt")
+    return (run_dir, jobs[0]) if checkpoint and checkpoint["steps_done"] > past - 150 else None
 
 
 def job_field(job: str, key: str) -> str | None:
