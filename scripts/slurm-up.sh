@@ -55,7 +55,7 @@ if live_pid "$STATE/slurmctld.pid" slurmctld >/dev/null && live_pid "$STATE/slur
     exit 0
 fi
 if command -v sinfo >/dev/null && [[ -n ${SLURM_CONF:-} || -e /etc/slurm/slurm.conf ]] \
-        && [[ $(node_states) =~ (idle|mixed|allocated) ]]; then
+        && [[ " $(node_states) " =~ \ (idle|mixed|allocated)\  ]]; then
     say "a Slurm cluster is already up (sinfo: $(node_states)); using it, nothing started"
     exit 0
 fi
@@ -76,6 +76,16 @@ if ((${#missing[@]})); then
         || die "apt-get install slurm-wlm munge failed (log: $STATE/apt.log)"
 fi
 [[ $EUID -eq 0 ]] || die "slurmd must run as root; run make slurm-up as root or use your site's cluster"
+
+# Another Slurm (or anything) on the ports of a daemon still to start would take its place.
+port_free() {
+    local port=$1 daemon=$2 pid_file=$3
+    live_pid "$pid_file" "$daemon" >/dev/null && return 0
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
+        || die "port $port is in use (another Slurm? export its SLURM_CONF to reuse it, or set SLURM_PORT)"
+}
+port_free "$PORT" slurmctld "$STATE/slurmctld.pid"
+port_free "$((PORT + 1))" slurmd "$STATE/slurmd.pid"
 
 # 3. Configuration from this machine: its name, CPUs and memory (as slurmd itself sees them).
 NODE=$(hostname -s)
