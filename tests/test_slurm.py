@@ -1,5 +1,6 @@
-"""The cluster path on a real Slurm: sweeps through hydra/launcher=slurm_cpu, a requeued job that resumes,
-a failing job beside completing ones.
+"""The cluster path on a real Slurm: a sweep through hydra/launcher=slurm_cpu gives the basic launcher's
+runs.csv, a raising job is `failed` beside completing ones, and a job requeued twice mid-run (by the
+cluster, then by submitit on the time-limit signal) resumes to the metrics of an uninterrupted run.
 
 These run whenever `sinfo` shows an idle node (`make slurm-up` starts a one-node cluster on this machine
 and `make test` then finds it); otherwise they are skipped with the reason.
@@ -97,7 +98,7 @@ def test_a_raising_job_is_failed_in_runs_csv_and_the_others_complete(sweeps):
 INTERRUPTIONS = (("scontrol", "requeue"), ("scancel", "--signal=USR2"))
 
 
-def test_a_requeued_job_resumes_from_its_checkpoint_to_the_uninterrupted_metrics(tmp_path):
+def test_a_requeued_job_resumes_from_its_checkpoints_to_the_uninterrupted_metrics(tmp_path):
     steps = 6000
     args = [*TINY, f"steps={steps}", "checkpoint_every=100", "eval_every=50", "threads=1"]
     sweep = tmp_path / "outputs" / "requeue"
