@@ -5,11 +5,18 @@ TORCH_VERSION ?= 2.13.0
 PROFILE ?= quick
 SEEDS ?= 1
 ARGS ?=
+# where `make slurm-up` keeps the one-node cluster's config, pid files, logs, spool and state
+SLURM_STATE ?= $(CURDIR)/outputs/slurm
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sweep figures results bench lint clean
+.PHONY: install run test sweep figures results bench lint clean slurm-up slurm-down
+
+# While the cluster started by `make slurm-up` runs, every target talks to it (unless SLURM_CONF is set).
+ifneq ($(wildcard $(SLURM_STATE)/slurmctld.pid),)
+export SLURM_CONF ?= $(SLURM_STATE)/slurm.conf
+endif
 
 install: $(STAMP)
 
@@ -41,6 +48,12 @@ bench: install
 
 lint: install
 	$(PY) -m ruff check dsmexp hydra_plugins scripts tests
+
+slurm-up:
+	scripts/slurm-up.sh $(SLURM_STATE)
+
+slurm-down:
+	scripts/slurm-down.sh $(SLURM_STATE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

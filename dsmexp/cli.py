@@ -23,13 +23,16 @@ register_configs()
 
 
 def job_threads(cfg: DictConfig) -> int | None:
-    """torch threads for this job: cfg.threads, else cores / n_jobs under the joblib launcher."""
+    """torch threads for this job: cfg.threads, else the CPUs a Slurm job was given
+    (SLURM_CPUS_PER_TASK), else all cores; under the joblib launcher those are split over n_jobs."""
     if cfg.threads is not None:
         return cfg.threads
+    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    cores = int(slurm_cpus) if slurm_cpus.isdigit() else None
     n_jobs = HydraConfig.get().launcher.get("n_jobs")
     if n_jobs is None:
-        return None
-    cores = os.cpu_count() or 1
+        return cores
+    cores = cores or os.cpu_count() or 1
     return max(1, cores // (cores if n_jobs < 0 else n_jobs))
 
 
