@@ -62,14 +62,11 @@ class MetricsWriter:
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    """metrics.csv as a dict of column name -> float array (step as int)."""
-    with Path(path).open(newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], [r for r in rows[1:] if r]
-    table = np.array([[float(v) for v in r] for r in body], dtype=float).reshape(len(body), len(header))
-    columns = {name: table[:, i] for i, name in enumerate(header)}
-    columns["step"] = columns["step"].astype(int)
-    return columns
+    """metrics.csv as a dict of column name -> float array (step as int), read by tables.load_metrics."""
+    from dsmexp.tables import load_metrics  # tables builds on this module's file names
+
+    table = load_metrics(path)
+    return {name: table[name].to_numpy() for name in table.columns}
 
 
 def write_json(path: Path, obj: dict) -> None:

@@ -3,22 +3,23 @@
     python -m dsmexp.sweeps SWEEP_DIR      # e.g. after a cluster sweep whose launcher was interrupted
 
 One row per job: its overrides and key settings, status (completed, diverged, failed, incomplete,
-missing, skipped), steps done, wall time, final metrics and run directory. Jobs listed in the sweep's
+missing, skipped), steps done, wall time, final metrics, run directory and the rest of its flattened
+config; the same table as `dsmexp.load_runs(SWEEP_DIR)` (dsmexp/tables.py). Jobs listed in the sweep's
 jobs.json that never wrote a directory are `missing`; a directory without summary.json is `incomplete`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from omegaconf import OmegaConf
 
-from dsmexp import artifacts
+from dsmexp import artifacts, tables
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
 RUNS_FILE = "runs.csv"
@@ -74,11 +75,12 @@ def run_record(run_dir: Path, sweep_dir: Path) -> dict:
            "dataset": cfg.dataset.name, "loss": cfg.loss.name}
     row |= {k: cfg[k] for k in SETTINGS[2:]}
     if summary is None:
-        return row | {"status": "incomplete"}
+        return row | {"status": "incomplete"} | tables.config_columns(tables.run_config(run_dir))
     row |= {k: summary.get(k) for k in ("status", "steps_done", "diverged_step", "wall_time_s", "error",
                                         *REPRODUCE)}
     final = summary.get("final") or {}
-    return row | {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
+    row |= {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
+    return row | tables.config_columns(OmegaConf.to_container(cfg))
 
 
 def planned_records(sweep_dir: Path, seen: set[str]) -> list[dict]:
@@ -98,24 +100,9 @@ def planned_records(sweep_dir: Path, seen: set[str]) -> list[dict]:
 
 def write_runs_table(sweep_dir: Path) -> Path:
     """Write (or rewrite) SWEEP_DIR/runs.csv from the job directories and jobs.json; return its path."""
-    sweep_dir = Path(sweep_dir)
-    rows = [run_record(d, sweep_dir) for d in find_run_dirs(sweep_dir)]
-    rows += planned_records(sweep_dir, {r["run_dir"] for r in rows})
-    columns = ["run_dir", "overrides", *SETTINGS, "status", "steps_done", "diverged_step",
-               "wall_time_s", "error", *REPRODUCE]
-    columns += sorted({k for r in rows for k in r if k.startswith("final_")},
-                      key=lambda k: _final_order(k))
-    path = sweep_dir / RUNS_FILE
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    path = Path(sweep_dir) / RUNS_FILE
+    tables.load_runs(sweep_dir).to_csv(path, index=False)
     return path
-
-
-def _final_order(key: str) -> int:
-    name = key.removeprefix("final_")
-    return artifacts.COLUMNS.index(name) if name in artifacts.COLUMNS else len(artifacts.COLUMNS)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,9 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.sweep_dir.is_dir():
         parser.error(f"sweep_dir={args.sweep_dir}: not a directory")
     path = write_runs_table(args.sweep_dir)
-    with path.open() as f:
-        count = sum(1 for _ in f) - 1
-    print(f"{path}: {count} jobs")
+    print(f"{path}: {len(pd.read_csv(path))} jobs")
 
 
 if __name__ == "__main__":
