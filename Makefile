@@ -39,4 +39,4 @@ lint: install
 	$(PY) -m ruff check dsmexp hydra_plugins scripts tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build dist

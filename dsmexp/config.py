@@ -12,7 +12,10 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works from any directory
+# absolute, so any working directory works: dsmexp/conf in an installed wheel (setup.py copies it
+# there), else the repository's top-level conf/ (source checkout, editable install)
+_PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
+CONF_DIR = str(_PACKAGED_CONF if _PACKAGED_CONF.is_dir() else _PACKAGED_CONF.parent.parent / "conf")
 ACTIVATIONS = ("tanh", "silu", "softplus", "sigmoid")
 LOSSES = ("ism", "dsm", "dsm_s")
 
@@ -109,6 +112,19 @@ def register_configs() -> None:
     cs.store(group="schema/optimizer", name="optimizer", node=OptimizerConfig)
     if not OmegaConf.has_resolver("dirname"):
         OmegaConf.register_new_resolver("dirname", run_dirname)
+    if not OmegaConf.has_resolver("config_groups"):
+        OmegaConf.register_new_resolver("config_groups", config_groups)
+
+
+def config_groups() -> str:
+    """`group: option, ...` lines for --help: the groups under conf/, without the schema entries the
+    ConfigStore holds (Hydra's own listing shows those too) or Hydra's own groups."""
+    lines = []
+    for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"):
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        if options:
+            lines.append(f"{group.name}: {', '.join(options)}")
+    return "\n".join(lines)
 
 
 def run_dirname(overrides: str) -> str:
