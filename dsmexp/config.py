@@ -12,6 +12,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from dsmexp.trackers import check_logger
+
 # absolute, so any working directory works: dsmexp/conf in an installed wheel (setup.py copies it
 # there), else the repository's top-level conf/ (source checkout, editable install)
 _PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
@@ -89,6 +91,7 @@ class Config:
     checkpoint_every: int = 250
     grid_size: int = 64
     compile: bool = False
+    logger: str = "none"
     profile_name: str = "default"
     overwrite: bool = False
 
@@ -189,6 +192,9 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.threads is None or cfg.threads >= 1, f"threads={cfg.threads}: must be >= 1 or null")
     _check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype}: must be float32 or float64")
     _validate_device(cfg.device)
+    problem = check_logger(cfg.logger)
+    if problem:
+        _fail(problem)
     _validate_model(cfg.model)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)

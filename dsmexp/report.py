@@ -18,6 +18,7 @@ import numpy as np
 from dsmexp import figures
 from dsmexp.claims import SUPPORTED, Claim, evaluate_claims
 from dsmexp.sweeps import Run, load_runs
+from dsmexp.trackers import figures_to_tensorboard
 
 
 def losses_in(runs: list[Run]) -> tuple[str, ...]:
@@ -80,7 +81,8 @@ def build_report(sweep_dir: Path, out_dir: Path) -> Path:
     runs = load_runs(sweep_dir)
     if not runs:
         raise SystemExit(f"{sweep_dir}: no run with a metrics.csv under it")
-    draw_figures(runs, out_dir)
+    images = draw_figures(runs, out_dir)
+    figures_to_tensorboard(sweep_dir, images)  # beside the jobs' curves when they logged to TensorBoard
     claims = evaluate_claims(runs)
     lines = ["# Comparing implicit and denoising score matching: claims checked", "",
              *settings_lines(runs, sweep_dir), "", "## Claims", "", *claims_table(claims), "",

@@ -27,11 +27,12 @@ from dsmexp.evaluation import EVAL_METRICS, HeldOut
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 from dsmexp.reference import ReferenceUnavailable, reference_score
+from dsmexp.trackers import Tracker
 
 log = logging.getLogger(__name__)
 
 # Keys that change how fast a run goes but not its numbers; runs that differ only here are the same run.
-NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "checkpoint_every")
+NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "checkpoint_every", "logger")
 CPU_CHUNK = 16384  # points per chunk on CPU, the fastest in scripts/bench.py on 2 cores (8k-32k are close)
 CUDA_CHUNK = 1 << 20
 FLUSH_STEPS = {"cpu": 1, "cuda": 25}  # steps between metric copies to the host (one sync each)
@@ -105,6 +106,8 @@ def run(cfg: DictConfig, run_dir: Path, threads: int | None = None) -> str:
         progress = trainer.progress() if trainer is not None else {}
         error = f"{type(err).__name__}: {err}".splitlines()[0]
         write_summary(run_dir, cfg, "failed", error=error, **progress)
+        if trainer is not None:
+            trainer.tracker.finish("failed", run_dir)
         raise
 
 
@@ -170,6 +173,7 @@ class Trainer:
         self.steps_done, self.elapsed = 0, 0.0
         self.last_row: dict[str, float] = {}
         self.diverged_step: int | None = None
+        self.tracker = Tracker()  # logger=none until fit() starts the configured one
 
     @property
     def checkpoint_path(self) -> Path:
@@ -185,15 +189,19 @@ class Trainer:
         log.info("held-out sample of %d points and its reference scores ready in %.2f s",
                  cfg.eval_samples, self.held_out.setup_seconds)
         writer = artifacts.MetricsWriter(self.run_dir / artifacts.METRICS_FILE, self.steps_done)
+        self.tracker = Tracker.start(cfg.logger, self.run_dir, result_config(cfg), artifacts.COLUMNS,
+                                     self.steps_done)
         with logging_redirect_tqdm():
             self._loop(writer)
         if self.diverged_step is not None:
             log.warning("diverged at step %d: loss or gradient is not finite", self.diverged_step)
             self.write_summary("diverged")
+            self.tracker.finish("diverged", self.run_dir)
             return "diverged"
         self._save_checkpoint()
         self._save_score_field()
         self.write_summary("completed")
+        self.tracker.finish("completed", self.run_dir)
         row = self.last_row
         log.info("completed %d steps in %.1f s: loss=%.6g fit_ism=%.6g fit_dsm=%.6g esm=%.4g esm_data=%.4g",
                  self.steps_done, self.elapsed, row["loss"], row["fit_ism"], row["fit_dsm"], row["esm"],
@@ -255,7 +263,8 @@ class Trainer:
         return torch.cat([terms.metrics, esm])
 
     def _flush(self, pending: list, writer: artifacts.MetricsWriter, bar: tqdm) -> None:
-        """Copy pending metrics to the host, append them to metrics.csv, stop at the first non-finite one."""
+        """Copy pending metrics to the host, append them to metrics.csv and send the same rows to the
+        tracker, stop at the first non-finite one."""
         values = torch.stack([m for _, m, _ in pending]).cpu().tolist()
         watched = [METRICS.index("loss"), METRICS.index(_trained_grad_norm(self.cfg.loss.name))]
         rows = []
@@ -265,6 +274,7 @@ class Trainer:
                 self.diverged_step = step
                 break
         writer.write(rows)
+        self.tracker.log_rows(rows)
         self.last_row = dict(zip(artifacts.COLUMNS, rows[-1]))
         self.steps_done = rows[-1][0] + 1
         bar.update(len(rows))
