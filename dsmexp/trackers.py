@@ -75,8 +75,10 @@ class TensorBoardBackend:
     def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        # purge_step hides events a previous attempt logged at or after the step training resumes from
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=first_step)
+        # purge_step hides events a previous attempt logged at or after the step training resumes from;
+        # a long queue keeps a step from waiting on the writer thread (it checksums in Python)
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=first_step, max_queue=1000,
+                                    flush_secs=10)
         self.columns = columns
 
     def log_rows(self, rows: Sequence[Sequence[float]]) -> None:
