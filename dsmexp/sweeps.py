@@ -75,12 +75,17 @@ def run_record(run_dir: Path, sweep_dir: Path) -> dict:
            "dataset": cfg.dataset.name, "loss": cfg.loss.name}
     row |= {k: cfg[k] for k in SETTINGS[2:]}
     if summary is None:
-        return row | {"status": "incomplete"} | tables.config_columns(tables.run_config(run_dir))
+        return _with_config(row | {"status": "incomplete"}, tables.run_config(run_dir))
     row |= {k: summary.get(k) for k in ("status", "steps_done", "diverged_step", "wall_time_s", "error",
                                         *REPRODUCE)}
     final = summary.get("final") or {}
     row |= {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
-    return row | tables.config_columns(OmegaConf.to_container(cfg))
+    return _with_config(row, OmegaConf.to_container(cfg))
+
+
+def _with_config(row: dict, config: dict) -> dict:
+    """The row, then the flattened config's other columns (what summary.json recorded wins)."""
+    return row | {k: v for k, v in tables.config_columns(config).items() if k not in row}
 
 
 def planned_records(sweep_dir: Path, seen: set[str]) -> list[dict]:

@@ -14,6 +14,7 @@ grouped on and runs.csv reads back to the same table.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -28,11 +29,15 @@ GROUPS = ("dataset", "loss", "model", "optimizer")
 
 def load_metrics(run: str | Path) -> pd.DataFrame:
     """A run's metrics.csv (pass the run directory or the file): step as int64, every other column
-    float64, NaN where a metric was not computed at that step."""
+    float64, NaN where a metric was not computed at that step. A last line without its newline is a
+    row cut short by a stop (training appends whole lines) and is left out."""
     path = Path(run)
     if path.is_dir():
         path = path / artifacts.METRICS_FILE
-    table = pd.read_csv(path)
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    table = pd.read_csv(io.StringIO(text))
     return table.astype({name: "int64" if name == "step" else "float64" for name in table.columns})
 
 

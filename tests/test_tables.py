@@ -97,3 +97,10 @@ def test_readme_notebook_example_runs(sweep):
     runs = dsmexp.load_runs(sweep).set_index("run_dir")
     assert final.loc[0.0, "ism"] == runs.loc["loss=ism,sigma=0", "final_esm_data"]
     assert scope["curves"].shape == (6, 2) and len(scope["one"]) == 6
+
+
+def test_a_row_cut_short_by_a_stop_is_left_out(tmp_path, sweep):
+    text = (sweep / "loss=ism,sigma=0" / "metrics.csv").read_text()
+    cut = tmp_path / "metrics.csv"
+    cut.write_text(text + "6,0.12")  # the process stopped in the middle of appending step 6
+    pd.testing.assert_frame_equal(dsmexp.load_metrics(cut), dsmexp.load_metrics(sweep / "loss=ism,sigma=0"))
