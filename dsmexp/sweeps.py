@@ -103,6 +103,14 @@ def planned_records(sweep_dir: Path, seen: set[str]) -> list[dict]:
     return rows
 
 
+def records(sweep_dir: Path) -> list[dict]:
+    """The rows of runs.csv as dicts: one per job directory, then jobs.json's jobs that have none
+    (tables.load_runs orders and types them)."""
+    sweep_dir = Path(sweep_dir)
+    rows = [run_record(d, sweep_dir) for d in find_run_dirs(sweep_dir)]
+    return rows + planned_records(sweep_dir, {r["run_dir"] for r in rows})
+
+
 def write_runs_table(sweep_dir: Path) -> Path:
     """Write (or rewrite) SWEEP_DIR/runs.csv from the job directories and jobs.json; return its path."""
     path = Path(sweep_dir) / RUNS_FILE

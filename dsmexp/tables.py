@@ -89,9 +89,7 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     Jobs that were skipped or never started are rows too (status skipped / missing)."""
     from dsmexp import sweeps
 
-    sweep_dir = Path(sweep_dir)
-    rows = [sweeps.run_record(d, sweep_dir) for d in sweeps.find_run_dirs(sweep_dir)]
-    rows += sweeps.planned_records(sweep_dir, {r["run_dir"] for r in rows})
+    rows = sweeps.records(Path(sweep_dir))
     leading = ["run_dir", "overrides", *sweeps.SETTINGS, "status", "steps_done", "diverged_step",
                "wall_time_s", "error", *sweeps.REPRODUCE]
     finals = sorted({k for r in rows for k in r if k.startswith("final_")}, key=_final_order)
