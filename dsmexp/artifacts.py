@@ -47,13 +47,13 @@ class RunFileError(ConfigError):
         self.reason = reason or message  # what is wrong, without what to do (for reports and tables)
 
 
-def _unreadable(path: Path, why: str) -> RunFileError:
+def unreadable(path: Path, why: str) -> RunFileError:
     reason = f"{path}: cannot be read ({why})"
     return RunFileError(f"{reason}; pass overwrite=true to train this run again from the start, or move "
                         "the file away", reason=reason)
 
 
-def _foreign(path: Path, why: str) -> RunFileError:
+def foreign(path: Path, why: str) -> RunFileError:
     reason = f"{path}: not a file dsmexp wrote ({why})"
     return RunFileError(f"{reason}; move it away or choose another hydra.run.dir / hydra.sweep.dir "
                         "(dsmexp never overwrites it)", foreign=True, reason=reason)
@@ -134,16 +134,16 @@ def _read_table(path: Path) -> tuple[list[str], list[list[float]], list[int]]:
         with Path(path).open(newline="") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as err:
-        raise _unreadable(path, str(err)) from None
+        raise unreadable(path, str(err)) from None
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines.pop()
     rows = list(csv.reader(io.StringIO("".join(lines))))
     if not rows:
-        raise _unreadable(path, "empty, no header")
+        raise unreadable(path, "empty, no header")
     header = rows[0]
     if not is_metrics_header(header):
-        raise _foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
+        raise foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
     parsed, bad = [], []
     for number, row in enumerate(rows[1:], start=2):
         values = _parse_row(row, len(header))
@@ -161,24 +161,21 @@ def check_metrics_header(path: Path) -> None:
         with Path(path).open(newline="") as f:
             header = next(csv.reader([f.readline()]), [])
     except (OSError, UnicodeDecodeError) as err:
-        raise _unreadable(path, str(err)) from None
+        raise unreadable(path, str(err)) from None
     if not is_metrics_header(header):
-        raise _foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
+        raise foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    """metrics.csv as a dict of column name -> float array (step as int).
+    """metrics.csv as a dict of column name -> float array (step as int), through tables.load_metrics.
 
-    Every reader of metrics.csv goes through here. A last row cut short by a stop is left out; any other
+    Every reader of metrics.csv goes through there. A last row cut short by a stop is left out; any other
     malformed row, or a file dsmexp did not write, raises RunFileError naming the file.
     """
-    header, rows, bad = _read_table(path)
-    if bad:
-        raise _unreadable(path, f"line {bad[0]} does not have {len(header)} numeric fields")
-    table = np.array(rows, dtype=float).reshape(len(rows), len(header))
-    columns = {name: table[:, i] for i, name in enumerate(header)}
-    columns["step"] = columns["step"].astype(int)
-    return columns
+    from dsmexp.tables import load_metrics  # tables builds on this module's file names
+
+    table = load_metrics(path)
+    return {name: table[name].to_numpy() for name in table.columns}
 
 
 def rows_before(path: Path, first_step: int) -> tuple[list[list[float]], str | None]:
@@ -268,11 +265,11 @@ def read_summary(run_dir: Path) -> dict | None:
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as err:
-        raise _unreadable(path, str(err)) from None
+        raise unreadable(path, str(err)) from None
     except json.JSONDecodeError as err:
-        raise _unreadable(path, f"not valid JSON: {err}") from None
+        raise unreadable(path, f"not valid JSON: {err}") from None
     if not isinstance(summary, dict) or not all(k in summary for k in SUMMARY_KEYS):
-        raise _foreign(path, f"it lacks the keys {', '.join(SUMMARY_KEYS)}")
+        raise foreign(path, f"it lacks the keys {', '.join(SUMMARY_KEYS)}")
     return summary
 
 
@@ -294,10 +291,10 @@ def load_checkpoint(path: Path) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file; all mean the same
-        raise _unreadable(path, f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+        raise unreadable(path, f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
                           ) from None
     if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
-        raise _foreign(path, f"it lacks the keys {', '.join(CHECKPOINT_KEYS)}")
+        raise foreign(path, f"it lacks the keys {', '.join(CHECKPOINT_KEYS)}")
     return state
 
 
@@ -314,9 +311,9 @@ def check_score_field(path: Path) -> None:
         with np.load(path, allow_pickle=False) as field:
             names = set(field.files)
     except Exception as err:  # noqa: BLE001 - numpy raises several types for a bad archive
-        raise _unreadable(path, f"{type(err).__name__}: {err}") from None
+        raise unreadable(path, f"{type(err).__name__}: {err}") from None
     if not set(FIELD_KEYS) <= names:
-        raise _foreign(path, f"it lacks the arrays {', '.join(FIELD_KEYS)}")
+        raise foreign(path, f"it lacks the arrays {', '.join(FIELD_KEYS)}")
 
 
 # ---- the run directory as a whole -------------------------------------------------------------------------

@@ -13,7 +13,12 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works from any directory
+from dsmexp.trackers import check_logger
+
+# absolute, so any working directory works: dsmexp/conf in an installed wheel (setup.py copies it
+# there), else the repository's top-level conf/ (source checkout, editable install)
+_PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
+CONF_DIR = str(_PACKAGED_CONF if _PACKAGED_CONF.is_dir() else _PACKAGED_CONF.parent.parent / "conf")
 ACTIVATIONS = ("tanh", "silu", "softplus", "sigmoid")
 LOSSES = ("ism", "dsm", "dsm_s")
 SIGMA_RANGE = (1e-15, 1e15)  # sigma^2 and 1/sigma^2 stay inside float32's range
@@ -89,6 +94,7 @@ class Config:
     checkpoint_every: int = 250
     grid_size: int = 64
     compile: bool = False
+    logger: str = "none"
     profile_name: str = "default"
     overwrite: bool = False
 
@@ -112,6 +118,19 @@ def register_configs() -> None:
     cs.store(group="schema/optimizer", name="optimizer", node=OptimizerConfig)
     if not OmegaConf.has_resolver("dirname"):
         OmegaConf.register_new_resolver("dirname", run_dirname)
+    if not OmegaConf.has_resolver("config_groups"):
+        OmegaConf.register_new_resolver("config_groups", config_groups)
+
+
+def config_groups() -> str:
+    """`group: option, ...` lines for --help: the groups under conf/, without the schema entries the
+    ConfigStore holds (Hydra's own listing shows those too) or Hydra's own groups."""
+    lines = []
+    for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"):
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        if options:
+            lines.append(f"{group.name}: {', '.join(options)}")
+    return "\n".join(lines)
 
 
 def run_dirname(overrides: str) -> str:
@@ -182,6 +201,9 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.threads is None or cfg.threads >= 1, f"threads={cfg.threads}: must be >= 1 or null")
     _check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype}: must be float32 or float64")
     _validate_device(cfg.device)
+    problem = check_logger(cfg.logger)
+    if problem:
+        _fail(problem)
     _validate_model(cfg.model)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)

@@ -18,6 +18,7 @@ import numpy as np
 from dsmexp import figures
 from dsmexp.claims import RULES, SUPPORTED, Claim, evaluate_claims
 from dsmexp.sweeps import Run, scan_runs
+from dsmexp.trackers import figures_to_tensorboard
 
 
 def losses_in(runs: list[Run]) -> tuple[str, ...]:
@@ -131,7 +132,8 @@ def build_report(sweep_dir: Path, out_dir: Path, provenance: list[str] | None = 
     if not runs:
         raise SystemExit(f"{sweep_dir}: no run with a readable metrics.csv under it"
                          + "".join(f"\n  {why}" for _, why in unreadable))
-    draw_figures(runs, out_dir)
+    images = draw_figures(runs, out_dir)
+    figures_to_tensorboard(sweep_dir, images)  # beside the jobs' curves when they logged to TensorBoard
     claims = evaluate_claims(runs)
     lines = ["# Comparing implicit and denoising score matching: claims checked", "",
              *settings_lines(runs, sweep_dir), *(provenance or []), "", "## Claims", "",

@@ -3,7 +3,8 @@
     python -m dsmexp.sweeps SWEEP_DIR      # e.g. after a cluster sweep whose launcher was interrupted
 
 One row per job: its overrides and key settings, status (completed, diverged, failed, incomplete,
-missing, skipped, skipped-busy, unreadable), steps done, wall time, final metrics and run directory.
+missing, skipped, skipped-busy, unreadable), steps done, wall time, final metrics, run directory and
+the rest of its flattened config; the same table as `dsmexp.load_runs(SWEEP_DIR)` (dsmexp/tables.py).
 Jobs listed in the sweep's jobs.json that never wrote a directory are `missing`; a directory without
 summary.json is `incomplete`; a run whose files cannot be read, or whose metrics.csv does not hold the
 steps its summary.json reports, is `unreadable` with the reason in `error`.
@@ -12,15 +13,15 @@ steps its summary.json reports, is `unreadable` with the reason in `error`.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from omegaconf import OmegaConf
 
-from dsmexp import artifacts
+from dsmexp import artifacts, tables
 from dsmexp.artifacts import RunFileError
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
@@ -123,7 +124,7 @@ def run_record(run_dir: Path, sweep_dir: Path, plan: dict[str, dict] | None = No
     if summary is None:
         if planned.get("status") in ("skipped-busy", "unreadable"):
             return row | {"status": planned["status"], "error": planned.get("skipped")}
-        return row | {"status": "incomplete"}
+        return _with_config(row | {"status": "incomplete"}, tables.run_config(run_dir))
     row |= {k: summary.get(k) for k in ("status", "steps_done", "diverged_step", "wall_time_s", "error",
                                         *REPRODUCE)}
     final = summary.get("final") or {}
@@ -133,7 +134,12 @@ def run_record(run_dir: Path, sweep_dir: Path, plan: dict[str, dict] | None = No
             read_checked_metrics(run_dir, summary)
         except RunFileError as err:
             row |= {"status": "unreadable", "error": err.reason}
-    return row
+    return _with_config(row, OmegaConf.to_container(cfg))
+
+
+def _with_config(row: dict, config: dict) -> dict:
+    """The row, then the flattened config's other columns (what summary.json recorded wins)."""
+    return row | {k: v for k, v in tables.config_columns(config).items() if k not in row}
 
 
 def _overrides(run_dir: Path) -> list[str]:
@@ -163,27 +169,20 @@ def planned_records(sweep_dir: Path, seen: set[str]) -> list[dict]:
     return rows
 
 
-def write_runs_table(sweep_dir: Path) -> Path:
-    """Write (or rewrite) SWEEP_DIR/runs.csv from the job directories and jobs.json; return its path."""
+def records(sweep_dir: Path) -> list[dict]:
+    """The rows of runs.csv as dicts: one per job directory, then jobs.json's jobs that have none
+    (tables.load_runs orders and types them)."""
     sweep_dir = Path(sweep_dir)
     plan = {job["subdir"]: job for job in _plan(sweep_dir) if job.get("subdir")}
     rows = [run_record(d, sweep_dir, plan) for d in find_run_dirs(sweep_dir)]
-    rows += planned_records(sweep_dir, {r["run_dir"] for r in rows})
-    columns = ["run_dir", "overrides", *SETTINGS, "status", "steps_done", "diverged_step",
-               "wall_time_s", "error", *REPRODUCE]
-    columns += sorted({k for r in rows for k in r if k.startswith("final_")},
-                      key=lambda k: _final_order(k))
-    path = sweep_dir / RUNS_FILE
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    return rows + planned_records(sweep_dir, {r["run_dir"] for r in rows})
+
+
+def write_runs_table(sweep_dir: Path) -> Path:
+    """Write (or rewrite) SWEEP_DIR/runs.csv from the job directories and jobs.json; return its path."""
+    path = Path(sweep_dir) / RUNS_FILE
+    tables.load_runs(sweep_dir).to_csv(path, index=False)
     return path
-
-
-def _final_order(key: str) -> int:
-    name = key.removeprefix("final_")
-    return artifacts.COLUMNS.index(name) if name in artifacts.COLUMNS else len(artifacts.COLUMNS)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,9 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.sweep_dir.is_dir():
         parser.error(f"sweep_dir={args.sweep_dir}: not a directory")
     path = write_runs_table(args.sweep_dir)
-    with path.open() as f:
-        count = sum(1 for _ in f) - 1
-    print(f"{path}: {count} jobs")
+    print(f"{path}: {len(pd.read_csv(path))} jobs")
 
 
 if __name__ == "__main__":

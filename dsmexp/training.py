@@ -28,6 +28,7 @@ from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 from dsmexp.reference import ReferenceUnavailable, reference_score
 from dsmexp.runlock import RunLock
+from dsmexp.trackers import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 # runs that differ only here are the same run. threads and chunk_size change the last float32 digits
 # (summing in another order), so summary.json records them and a resume that changes them warns.
 NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "checkpoint_every",
-                   "grid_size")
+                   "grid_size", "logger")
 CPU_CHUNK = 16384  # points per chunk on CPU, the fastest in scripts/bench.py on 2 cores (8k-32k are close)
 CUDA_CHUNK = 1 << 20
 FLUSH_STEPS = {"cpu": 1, "cuda": 25}  # steps between metric copies to the host (one sync each)
@@ -116,6 +117,8 @@ def run(cfg: DictConfig, run_dir: Path, threads: int | None = None) -> str:
                 write_summary(run_dir, cfg, "failed", error=error, **progress)
             except artifacts.RunFileError:
                 pass  # the disk that stopped the run refuses this file too; the error says what to do
+            if trainer is not None:
+                trainer.tracker.finish("failed", run_dir)
             raise
 
 
@@ -194,6 +197,7 @@ class Trainer:
         self.steps_done, self.elapsed = 0, 0.0
         self.last_row: dict[str, float] = {}
         self.diverged_step: int | None = None
+        self.tracker = Tracker()  # logger=none until fit() starts the configured one
 
     @property
     def checkpoint_path(self) -> Path:
@@ -216,6 +220,8 @@ class Trainer:
                  cfg.steps, _device_name(self.device))
         log.info("held-out sample of %d points and its reference scores ready in %.2f s",
                  cfg.eval_samples, self.held_out.setup_seconds)
+        self.tracker = Tracker.start(cfg.logger, self.run_dir, result_config(cfg), artifacts.COLUMNS,
+                                     self.steps_done)
         with artifacts.MetricsWriter(self.metrics_path, kept) as writer:
             with logging_redirect_tqdm():
                 self._loop(writer)
@@ -223,10 +229,12 @@ class Trainer:
         if self.diverged_step is not None:
             log.warning("diverged at step %d: loss or gradient is not finite", self.diverged_step)
             self.write_summary("diverged")
+            self.tracker.finish("diverged", self.run_dir)
             return "diverged"
         self._save_checkpoint()
         self._save_score_field()
         self.write_summary("completed")
+        self.tracker.finish("completed", self.run_dir)
         row = self.last_row
         log.info("completed %d steps in %.1f s: loss=%.6g fit_ism=%.6g fit_dsm=%.6g esm=%.4g esm_data=%.4g",
                  self.steps_done, self.elapsed, row["loss"], row["fit_ism"], row["fit_dsm"], row["esm"],
@@ -314,7 +322,8 @@ class Trainer:
         return torch.cat([terms.metrics, esm])
 
     def _flush(self, pending: list, writer: artifacts.MetricsWriter, bar: tqdm) -> None:
-        """Copy pending metrics to the host, append them to metrics.csv, stop at the first non-finite one."""
+        """Copy pending metrics to the host, append them to metrics.csv and send the same rows to the
+        tracker, stop at the first non-finite one."""
         values = torch.stack([m for _, m, _ in pending]).cpu().tolist()
         watched = [METRICS.index("loss"), METRICS.index(_trained_grad_norm(self.cfg.loss.name))]
         rows = []
@@ -324,6 +333,7 @@ class Trainer:
                 self.diverged_step = step
                 break
         writer.write(rows)
+        self.tracker.log_rows(rows)
         self.last_row = dict(zip(artifacts.COLUMNS, rows[-1]))
         self.steps_done = rows[-1][0] + 1
         bar.update(len(rows))

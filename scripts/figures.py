@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run every grid point with seeds 0..SEEDS-1 (default 1: seed 0 only)")
     parser.add_argument("--out", type=Path, help="default: outputs/figures/<profile>")
     parser.add_argument("--no-report", action="store_true", help="run the sweeps only")
+    parser.add_argument("--logger", default="none", choices=("none", "tensorboard", "mlflow"),
+                        help="live tracking of every job (README, Live tracking)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: must be >= 1")
@@ -46,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     started, failed = time.perf_counter(), []
     for experiment in EXPERIMENTS:
         cmd = [sys.executable, "-m", "dsmexp", "-m", f"experiment={experiment}", f"+profile={args.profile}",
-               seeds,
-               *launcher_overrides(args.launcher)]
+               seeds, f"logger={args.logger}", *launcher_overrides(args.launcher)]
         print(f"== {' '.join(cmd[1:])}", flush=True)
         if subprocess.run(cmd).returncode != 0:
             failed.append(experiment)

@@ -1,0 +1,62 @@
+"""The package as users install it: a built wheel in a fresh virtual environment, used from another
+directory, finds its configs, presets and profiles and registers the dsmexp sweeper."""
+
+import json
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_help_lists_the_config_groups_without_the_internal_schema(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dsmexp", "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True)
+    groups = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    assert "loss: dsm, dsm_s, ism" in groups and "profile: paper, quick, smoke" in groups
+    assert "experiment: fig1, fig2, fig3, paper" in groups
+    assert "schema" not in proc.stdout and "hydra/" not in groups
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_fresh_venv_and_runs_from_any_directory(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(dist), str(ROOT)], check=True, capture_output=True, text=True)
+    wheel = next(dist.glob("dsmexp-*.whl"))
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # the dependencies (torch, hydra, ...) come from this environment's site-packages, which holds no
+    # copy of dsmexp (an editable install is a finder this path entry does not load)
+    (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    missing = subprocess.run([python, "-c", "import dsmexp"], cwd=elsewhere, capture_output=True, text=True)
+    assert missing.returncode != 0 and "No module named 'dsmexp'" in missing.stderr
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], check=True,
+                   capture_output=True, text=True)
+    where = subprocess.run([python, "-c", "import dsmexp.config as c; print(c.__file__, c.CONF_DIR)"],
+                           cwd=elsewhere, capture_output=True, text=True, check=True).stdout.split()
+    assert all(p.startswith(str(env_dir)) for p in where)  # the installed code and its own conf/
+    helped = subprocess.run([env_dir / "bin" / "dsmexp", "--help"], cwd=elsewhere, capture_output=True,
+                            text=True, check=True).stdout
+    assert "experiment: fig1, fig2, fig3, paper" in helped and "profile: paper, quick, smoke" in helped
+    tiny = ["steps=3", "noise_samples=2", "dataset.n_samples=32", "grid_size=4", "eval_samples=100",
+            "threads=1"]
+    subprocess.run([python, "-m", "dsmexp", *tiny, "hydra.run.dir=outputs/one"], cwd=elsewhere,
+                   check=True, capture_output=True, text=True)
+    summary = json.loads((elsewhere / "outputs" / "one" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps_done"] == 3
+    # a preset, a profile and the dsmexp sweeper (it writes runs.csv) from the installed package
+    subprocess.run([env_dir / "bin" / "dsmexp", "-m", "experiment=fig1", "+profile=smoke", *tiny,
+                    "hydra.sweep.dir=outputs/sweep"], cwd=elsewhere, check=True, capture_output=True,
+                   text=True)
+    runs = (elsewhere / "outputs" / "sweep" / "runs.csv").read_text().splitlines()
+    assert len(runs) == 3 and all(",completed," in row for row in runs[1:])
