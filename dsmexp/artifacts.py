@@ -255,8 +255,12 @@ class MetricsWriter:
 
 def write_json(path: Path, obj: dict) -> None:
     """Write obj as JSON atomically. NaN and inf are kept as NaN / Infinity (Python's json reads them)."""
-    text = json.dumps(obj, indent=2, sort_keys=False)
-    _replace_atomically(path, lambda tmp: tmp.write_text(text + "\n"))
+    replace_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write a text file atomically (readers see the old file or the new one, never a partial one)."""
+    _replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def read_summary(run_dir: Path) -> dict | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,10 +171,11 @@ def write_runs_table(sweep_dir: Path) -> Path:
     columns += sorted({k for r in rows for k in r if k.startswith("final_")},
                       key=lambda k: _final_order(k))
     path = sweep_dir / RUNS_FILE
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    artifacts.replace_text(path, text.getvalue())
     return path
 
 

@@ -224,3 +224,18 @@ def test_temporary_files_a_killed_writer_left_are_removed(tmp_path):
     (run_dir / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
     assert training.run(make_cfg(*TINY), run_dir) == "completed"
     assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*.tmp"))
+
+
+def test_sweeps_sharing_a_directory_never_lose_each_others_plan(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import _record_plan
+
+    def record(i):
+        _record_plan(tmp_path / "jobs.json", [{"overrides": [f"seed={i}"], "subdir": f"seed={i}"}])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(32)))
+    plan = json.loads((tmp_path / "jobs.json").read_text())
+    assert sorted(job["subdir"] for job in plan) == sorted(f"seed={i}" for i in range(32))
+    assert not list(tmp_path.glob(".*.tmp"))
