@@ -123,7 +123,8 @@ class DsmexpSweeper(BasicSweeper):
             _record_plan(sweep_dir / "jobs.json", planned)
         table = write_runs_table(sweep_dir)
         log.info("sweep table: %s", table)
-        lines = [f"  {' '.join(r.overrides)}: {_error_line(r)}" for r in failed if r not in busy]
+        lines = [f"  {' '.join(r.overrides)}: {_error_line(r)}" for r in failed
+                 if not any(r is b for b in busy)]
         lines += [f"  {' '.join(e['overrides'])}: unreadable: {e['skipped']}" for e in planned
                   if e.get("status") == "unreadable"]
         if lines:
