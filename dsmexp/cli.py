@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from dsmexp import artifacts, training
 from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
+from dsmexp.identity import check_existing_run
 from dsmexp.runlock import is_busy
 
 register_configs()
@@ -66,7 +67,7 @@ def check_single_run(argv: list[str]) -> None:
         return  # Hydra reports composition errors itself, before writing anything
     try:
         validate(cfg)
-        finished = training.check_existing_run(cfg, run_dir)
+        finished = check_existing_run(cfg, run_dir)
         busy = is_busy(run_dir)
         if busy:
             raise ConfigError(busy)

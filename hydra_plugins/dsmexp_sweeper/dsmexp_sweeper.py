@@ -26,8 +26,8 @@ from omegaconf import OmegaConf
 
 from dsmexp.artifacts import RunFileError, replace_text, write_failed
 from dsmexp.config import ConfigError, validate
+from dsmexp.identity import check_existing_run
 from dsmexp.runlock import RunBusy, RunLock, is_busy
-from dsmexp.training import check_existing_run
 
 log = logging.getLogger(__name__)
 
