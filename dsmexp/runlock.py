@@ -13,8 +13,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from dsmexp.artifacts import write_failed
 from dsmexp.config import ConfigError
+from dsmexp.safe_io import write_failed
 
 LOCK_FILE = ".dsmexp.lock"
 
