@@ -1,8 +1,7 @@
 """The files a run leaves behind (DESIGN.md section 5): metrics.csv, summary.json, checkpoint.pt,
 score_field.npz; how they are written so nothing is lost, and how they are read so nothing is faked.
 
-- Writes that replace a file go to a uniquely named temporary file in the same directory, are fsynced,
-  then renamed over the old file; a failed write removes its temporary file.
+- Writes that replace a file are atomic and fsynced (safe_io.replace_atomically).
 - metrics.csv rows are appended and fsynced before each checkpoint that counts them.
 - A file dsmexp did not write (another tool's metrics.csv, a JSON without dsmexp's keys, a checkpoint
   without its state) or cannot read (cut short, corrupt) is reported in one line naming the file:
@@ -15,7 +14,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dsmexp.config import ConfigError
 from dsmexp.evaluation import EVAL_METRICS
 from dsmexp.objectives import METRICS
+from dsmexp.safe_io import RunFileError, make_run_dir, replace_text, write_failed  # noqa: F401 - also artifacts.*
+from dsmexp.safe_io import foreign as _foreign
+from dsmexp.safe_io import replace_atomically as _replace_atomically
+from dsmexp.safe_io import unreadable as _unreadable
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -36,67 +37,6 @@ FINISHED = ("completed", "diverged")
 SUMMARY_KEYS = ("status", "steps_done", "config")
 CHECKPOINT_KEYS = ("model", "optimizer", "noise", "steps_done")
 FIELD_KEYS = ("grid_x", "grid_y", "score")
-
-
-class RunFileError(ConfigError):
-    """A run file that dsmexp did not write (foreign) or cannot read (corrupt), or cannot write."""
-
-    def __init__(self, message: str, foreign: bool = False, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.foreign = foreign
-        self.reason = reason or message  # what is wrong, without what to do (for reports and tables)
-
-
-def unreadable(path: Path, why: str) -> RunFileError:
-    reason = f"{path}: cannot be read ({why})"
-    return RunFileError(f"{reason}; pass overwrite=true to train this run again from the start, or move "
-                        "the file away", reason=reason)
-
-
-def foreign(path: Path, why: str) -> RunFileError:
-    reason = f"{path}: not a file dsmexp wrote ({why})"
-    return RunFileError(f"{reason}; move it away or choose another hydra.run.dir / hydra.sweep.dir "
-                        "(dsmexp never overwrites it)", foreign=True, reason=reason)
-
-
-def write_failed(path: Path, err: OSError, action: str = "write") -> RunFileError:
-    """The one line for a write that the file system refused (full disk, read-only, not a directory)."""
-    why = err.strerror or str(err)
-    if isinstance(err, NotADirectoryError):
-        why = "a parent of it is a file, not a directory"
-    return RunFileError(f"cannot {action} {path}: {why}; free space or fix the directory, then run the "
-                        "same command again (it resumes from the last checkpoint)")
-
-
-def _replace_atomically(path: Path, write: Any) -> None:
-    """Call write(tmp_path), fsync it, then rename it over path: readers never see a partial file.
-
-    The temporary file has a unique name (two writers never share one) and is removed on any failure.
-    """
-    try:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise write_failed(path, err) from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise write_failed(path, err) from None
-        raise
-
-
-def make_run_dir(run_dir: Path) -> None:
-    """Create run_dir (and its parents), or raise one line saying why it cannot be."""
-    try:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_failed(Path(run_dir), err, "create") from None
 
 
 # ---- metrics.csv -------------------------------------------------------------------------------------
@@ -134,16 +74,16 @@ def _read_table(path: Path) -> tuple[list[str], list[list[float]], list[int]]:
         with Path(path).open(newline="") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as err:
-        raise unreadable(path, str(err)) from None
+        raise _unreadable(path, str(err)) from None
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines.pop()
     rows = list(csv.reader(io.StringIO("".join(lines))))
     if not rows:
-        raise unreadable(path, "empty, no header")
+        raise _unreadable(path, "empty, no header")
     header = rows[0]
     if not is_metrics_header(header):
-        raise foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
+        raise _foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
     parsed, bad = [], []
     for number, row in enumerate(rows[1:], start=2):
         values = _parse_row(row, len(header))
@@ -161,9 +101,9 @@ def check_metrics_header(path: Path) -> None:
         with Path(path).open(newline="") as f:
             header = next(csv.reader([f.readline()]), [])
     except (OSError, UnicodeDecodeError) as err:
-        raise unreadable(path, str(err)) from None
+        raise _unreadable(path, str(err)) from None
     if not is_metrics_header(header):
-        raise foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
+        raise _foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
@@ -252,8 +192,8 @@ class MetricsWriter:
 
 def write_json(path: Path, obj: dict) -> None:
     """Write obj as JSON atomically. NaN and inf are kept as NaN / Infinity (Python's json reads them)."""
-    text = json.dumps(obj, indent=2, sort_keys=False)
-    _replace_atomically(path, lambda tmp: tmp.write_text(text + "\n"))
+    replace_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
 
 
 def read_summary(run_dir: Path) -> dict | None:
@@ -265,11 +205,11 @@ def read_summary(run_dir: Path) -> dict | None:
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as err:
-        raise unreadable(path, str(err)) from None
+        raise _unreadable(path, str(err)) from None
     except json.JSONDecodeError as err:
-        raise unreadable(path, f"not valid JSON: {err}") from None
+        raise _unreadable(path, f"not valid JSON: {err}") from None
     if not isinstance(summary, dict) or not all(k in summary for k in SUMMARY_KEYS):
-        raise foreign(path, f"it lacks the keys {', '.join(SUMMARY_KEYS)}")
+        raise _foreign(path, f"it lacks the keys {', '.join(SUMMARY_KEYS)}")
     return summary
 
 
@@ -291,10 +231,10 @@ def load_checkpoint(path: Path) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file; all mean the same
-        raise unreadable(path, f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+        raise _unreadable(path, f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
                           ) from None
     if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
-        raise foreign(path, f"it lacks the keys {', '.join(CHECKPOINT_KEYS)}")
+        raise _foreign(path, f"it lacks the keys {', '.join(CHECKPOINT_KEYS)}")
     return state
 
 
@@ -311,9 +251,9 @@ def check_score_field(path: Path) -> None:
         with np.load(path, allow_pickle=False) as field:
             names = set(field.files)
     except Exception as err:  # noqa: BLE001 - numpy raises several types for a bad archive
-        raise unreadable(path, f"{type(err).__name__}: {err}") from None
+        raise _unreadable(path, f"{type(err).__name__}: {err}") from None
     if not set(FIELD_KEYS) <= names:
-        raise foreign(path, f"it lacks the arrays {', '.join(FIELD_KEYS)}")
+        raise _foreign(path, f"it lacks the arrays {', '.join(FIELD_KEYS)}")
 
 
 # ---- the run directory as a whole -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from dsmexp import artifacts, training
 from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
+from dsmexp.identity import check_existing_run
 from dsmexp.runlock import is_busy
 
 register_configs()
@@ -51,7 +52,11 @@ def _app(cfg: DictConfig) -> str:
 
 
 def check_single_run(argv: list[str]) -> None:
-    """Validate a plain single run before Hydra creates its output directory; exit 1 on a bad setting.
+    """Check a plain single run before Hydra creates or writes anything in its output directory.
+
+    Exits 1 with one line on a bad setting, a directory holding another run or files dsmexp cannot use,
+    a directory another process is using, or one that cannot be written; exits 0 with one line when
+    the run already finished (so a finished run in a read-only directory is still skipped).
 
     Sweeps are checked job by job by the dsmexp sweeper; anything else (help, --cfg, shell
     completion, custom config dirs, composition errors) is left to Hydra.
@@ -69,7 +74,7 @@ def check_single_run(argv: list[str]) -> None:
         return  # Hydra reports composition errors itself, before writing anything
     try:
         validate(cfg)
-        finished = training.check_existing_run(cfg, run_dir)
+        finished = check_existing_run(cfg, run_dir)
         busy = is_busy(run_dir)
         if busy:
             raise ConfigError(busy)

@@ -183,6 +183,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first bad setting, naming the key and what is allowed."""
     _validate_keys(cfg)
     _validate_finite(cfg)
+    _check(cfg.sigma >= 0, f"sigma={cfg.sigma}: must be >= 0 (0 trains ISM on clean data)")
     _check(cfg.sigma == 0 or SIGMA_RANGE[0] <= cfg.sigma <= SIGMA_RANGE[1],
            f"sigma={cfg.sigma}: must be 0 (ISM on clean data) or between {SIGMA_RANGE[0]:g} and "
            f"{SIGMA_RANGE[1]:g} (sigma^2 and 1/sigma^2 must fit in float32)")

@@ -13,8 +13,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from dsmexp.artifacts import write_failed
 from dsmexp.config import ConfigError
+from dsmexp.safe_io import write_failed
 
 LOCK_FILE = ".dsmexp.lock"
 
@@ -26,19 +26,23 @@ class RunBusy(ConfigError):
 class RunLock:
     """Exclusive ownership of one run directory; `with RunLock(run_dir):` or acquire() / release()."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, wait: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
+        self.wait = wait
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        """Take the lock without waiting; raise RunBusy naming the holder's pid when another has it."""
+        """Take the lock; without `wait`, raise RunBusy naming the holder's pid when another has it.
+
+        (A sweep directory's lock is taken with wait=True for the moments its jobs.json and runs.csv
+        are rewritten, so sweeps sharing a directory never lose each other's plan.)"""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise write_failed(self.path, err) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             os.close(fd)
             if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):

@@ -181,7 +181,7 @@ def records(sweep_dir: Path) -> list[dict]:
 def write_runs_table(sweep_dir: Path) -> Path:
     """Write (or rewrite) SWEEP_DIR/runs.csv from the job directories and jobs.json; return its path."""
     path = Path(sweep_dir) / RUNS_FILE
-    tables.load_runs(sweep_dir).to_csv(path, index=False)
+    artifacts.replace_text(path, tables.load_runs(sweep_dir).to_csv(index=False))
     return path
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from dsmexp import artifacts
+from dsmexp import artifacts, safe_io
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +42,25 @@ def load_metrics(run: str | Path) -> pd.DataFrame:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise artifacts.unreadable(path, str(err)) from None
+        raise safe_io.unreadable(path, str(err)) from None
     if text and not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]
     if not text.strip():
-        raise artifacts.unreadable(path, "empty, no header")
+        raise safe_io.unreadable(path, "empty, no header")
     header = text.split("\n", 1)[0].split(",")
     if not artifacts.is_metrics_header(header):
-        raise artifacts.foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
+        raise safe_io.foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
     long_rows: list[list[str]] = []
     table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, engine="python",
                         on_bad_lines=lambda fields: long_rows.append(fields) and None)
     short = table.isna().any(axis=1)  # fewer fields than the header
     if long_rows or short.any():
         where = f"line {int(short.to_numpy().nonzero()[0][0]) + 2}" if short.any() else "a row"
-        raise artifacts.unreadable(path, f"{where} does not have {len(header)} fields")
+        raise safe_io.unreadable(path, f"{where} does not have {len(header)} fields")
     try:
         table = table.astype("float64")
     except ValueError as err:
-        raise artifacts.unreadable(path, f"a value is not a number ({err})") from None
+        raise safe_io.unreadable(path, f"a value is not a number ({err})") from None
     return table.astype({"step": "int64"})
 
 

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 import dsmexp
 from dsmexp import artifacts
-from dsmexp.config import ConfigError, validate
+from dsmexp.config import validate
 from dsmexp.data import build_dataset
 from dsmexp.divergence import make_kernel
 from dsmexp.evaluation import EVAL_METRICS, HeldOut
+from dsmexp.identity import NON_RESULT_KEYS, check_existing_run, result_config
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 from dsmexp.reference import ReferenceUnavailable, reference_score
@@ -31,12 +32,7 @@ from dsmexp.runlock import RunLock
 from dsmexp.trackers import Tracker
 
 log = logging.getLogger(__name__)
-
-# Keys that do not change the logged numbers (how fast a run goes, or only the end-of-run score field);
-# runs that differ only here are the same run. threads and chunk_size change the last float32 digits
-# (summing in another order), so summary.json records them and a resume that changes them warns.
-NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "checkpoint_every",
-                   "grid_size", "logger")
+__all__ = ["NON_RESULT_KEYS", "Trainer", "check_existing_run", "result_config", "run", "write_summary"]
 CPU_CHUNK = 16384  # points per chunk on CPU, the fastest in scripts/bench.py on 2 cores (8k-32k are close)
 CUDA_CHUNK = 1 << 20
 FLUSH_STEPS = {"cpu": 1, "cuda": 25}  # steps between metric copies to the host (one sync each)
@@ -68,13 +64,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def result_config(cfg: DictConfig) -> dict:
-    """The resolved config minus the keys that do not change the numbers (NON_RESULT_KEYS)."""
-    keys = [k for k in cfg if k not in NON_RESULT_KEYS and k != "hydra"]
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in keys}
 
 
 def build_optimizer(params, cfg: DictConfig) -> torch.optim.Optimizer:
@@ -126,50 +115,6 @@ def _skip(run_dir: Path, summary: dict) -> str:
     log.info("%s: already %s after %d steps; skipping (overwrite=true trains it again)",
              run_dir, summary["status"], summary["steps_done"])
     return summary["status"]
-
-
-def check_existing_run(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """Check what run_dir already holds before anything in it is touched; only reads.
-
-    Raises RunFileError for a file under a dsmexp name that dsmexp did not write or cannot read, and
-    ConfigError for a run with other settings (unless overwrite=true). Returns the summary of a
-    finished run with these settings (to be skipped), else None. Called before Hydra writes anything
-    for a job (command line, sweeper) and again by run() once it owns the directory.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return None
-    artifacts.check_run_files(run_dir, overwrite=cfg.overwrite)
-    if cfg.overwrite:
-        return None
-    summary = artifacts.read_summary(run_dir)
-    stored = summary.get("config") if summary else None
-    what = "summary.json"
-    if stored is None:
-        state = artifacts.load_checkpoint(run_dir / artifacts.CHECKPOINT_FILE)
-        stored, what = (state["config"] if state else None), "checkpoint.pt"
-    if stored is None:
-        return None
-    stored = {k: v for k, v in stored.items() if k not in NON_RESULT_KEYS}
-    current = result_config(cfg)
-    defaults = _schema_defaults()
-    # a key the stored run predates counts as its default value (runs stay valid as the schema grows)
-    differing = sorted(k for k in set(stored) | set(current)
-                       if stored.get(k, defaults.get(k)) != current.get(k))
-    if differing:
-        raise ConfigError(
-            f"{run_dir} holds a run with other settings ({', '.join(differing)} differ, per its {what}); "
-            "pass overwrite=true to replace it, or choose another hydra.run.dir / hydra.sweep.dir")
-    return summary if summary is not None and summary["status"] in artifacts.FINISHED else None
-
-
-def _schema_defaults() -> dict:
-    """Top-level schema defaults (plain values only), for runs stored before a key existed."""
-    from dsmexp.config import Config
-
-    schema = OmegaConf.structured(Config)
-    return {k: schema[k] for k in schema if not OmegaConf.is_missing(schema, k)
-            and not OmegaConf.is_config(schema[k])}
 
 
 class Trainer:

@@ -35,6 +35,9 @@ def test_single_run_lands_in_a_directory_named_by_its_overrides(tmp_path):
     (["loss=esm"], "loss/esm"),
     (["optimizer=rmsprop"], "optimizer/rmsprop"),
     (["sigma=abc"], "sigma"),
+    (["+sigam=0.1"], "sigam: not a dsmexp setting; did you mean sigma?"),
+    (["dataset.noise=inf"], "dataset.noise=inf: must be a finite number"),
+    (["seed=-1"], "seed=-1: must be >= 0"),
 ])
 def test_bad_input_fails_before_anything_is_written(tmp_path, args, key):
     if args == ["device=cuda"]:

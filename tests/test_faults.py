@@ -63,7 +63,7 @@ def _killed_run(cfg, run_dir: str, point: tuple) -> None:
                     if len(seen) == n:
                         _kill_self()
                 replace(src, dst)
-            artifacts.os.replace = killing_replace
+            os.replace = killing_replace
     training.run(cfg, Path(run_dir), threads=1)
     raise AssertionError(f"the run was not killed at {point}")
 

@@ -4,6 +4,8 @@ metrics.csv, an interrupted end of run, unsafe checkpoints, faithful JSON, resum
 import json
 import logging
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +226,59 @@ def test_temporary_files_a_killed_writer_left_are_removed(tmp_path):
     (run_dir / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
     assert training.run(make_cfg(*TINY), run_dir) == "completed"
     assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*.tmp"))
+
+
+def test_sweeps_sharing_a_directory_never_lose_each_others_plan(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import _record_plan
+
+    def record(i):
+        _record_plan(tmp_path / "jobs.json", [{"overrides": [f"seed={i}"], "subdir": f"seed={i}"}])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(32)))
+    plan = json.loads((tmp_path / "jobs.json").read_text())
+    assert sorted(job["subdir"] for job in plan) == sorted(f"seed={i}" for i in range(32))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_job_that_finds_its_directory_taken_at_launch_is_skipped_busy_not_failed(tmp_path):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from dsmexp.runlock import RunBusy
+    from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import DsmexpSweeper, SweepFailed
+
+    planned = [{"overrides": ["seed=1"], "subdir": "seed=1"}, {"overrides": ["seed=2"], "subdir": "seed=2"}]
+    (tmp_path / "jobs.json").write_text(json.dumps(planned))
+    returns = [JobReturn(overrides=["seed=1"], status=JobStatus.FAILED,
+                         _return_value=RunBusy("sweep/seed=1 is in use by process 123 (one process per run "
+                                               "directory); wait for it to finish")),
+               JobReturn(overrides=["seed=2"], status=JobStatus.FAILED, _return_value=RuntimeError("boom"))]
+    with pytest.raises(SweepFailed) as err:
+        DsmexpSweeper._finish(None, tmp_path, returns, planned)
+    assert str(err.value).splitlines()[1:] == ["  seed=2: RuntimeError: boom"]
+    plan = {job["subdir"]: job for job in json.loads((tmp_path / "jobs.json").read_text())}
+    assert plan["seed=1"]["status"] == "skipped-busy" and "process 123" in plan["seed=1"]["skipped"]
+    assert "status" not in plan["seed=2"]
+    rows = (tmp_path / "runs.csv").read_text().splitlines()
+    assert any(r.startswith("seed=1,seed=1,") and ",skipped-busy," in r for r in rows), rows
+
+
+def test_rows_are_fsynced_before_each_checkpoint_that_counts_them(tmp_path, monkeypatch):
+    events = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", Path(f"/proc/self/fd/{fd}")
+                                                                .resolve().name)), fsync(fd)))
+    save = artifacts.save_checkpoint
+
+    def saving(path, state):
+        rows = (path.parent / "metrics.csv").read_text().count("\n") - 1
+        events.append(("checkpoint", state["steps_done"], rows))
+        save(path, state)
+    monkeypatch.setattr(artifacts, "save_checkpoint", saving)
+    assert training.run(make_cfg(*RESUMABLE), tmp_path / "run") == "completed"
+    checkpoints = [i for i, e in enumerate(events) if e[0] == "checkpoint"]
+    assert [events[i][1] for i in checkpoints] == [5, 10, 12]
+    assert all(events[i][2] == events[i][1] for i in checkpoints)  # every row it counts is written
+    assert all(events[i - 1] == ("fsync", "metrics.csv") for i in checkpoints)  # and on disk

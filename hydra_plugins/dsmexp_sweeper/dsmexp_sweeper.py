@@ -24,10 +24,10 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
-from dsmexp.artifacts import RunFileError, write_failed
+from dsmexp.artifacts import RunFileError, replace_text, write_failed
 from dsmexp.config import ConfigError, validate
-from dsmexp.runlock import RunBusy, is_busy
-from dsmexp.training import check_existing_run
+from dsmexp.identity import check_existing_run
+from dsmexp.runlock import RunBusy, RunLock, is_busy
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ class DsmexpSweeper(BasicSweeper):
             _record_plan(sweep_dir / "jobs.json", planned)
         table = write_runs_table(sweep_dir)
         log.info("sweep table: %s", table)
-        lines = [f"  {' '.join(r.overrides)}: {_error_line(r)}" for r in failed if r not in busy]
+        lines = [f"  {' '.join(r.overrides)}: {_error_line(r)}" for r in failed
+                 if not any(r is b for b in busy)]
         lines += [f"  {' '.join(e['overrides'])}: unreadable: {e['skipped']}" for e in planned
                   if e.get("status") == "unreadable"]
         if lines:
@@ -132,13 +133,16 @@ class DsmexpSweeper(BasicSweeper):
 
 
 def _record_plan(path: Path, planned: list[dict]) -> None:
-    """Add this sweep's jobs to the directory's plan (figure sweeps share a directory)."""
+    """Add this sweep's jobs to the directory's plan (figure sweeps share a directory), under the sweep
+    directory's lock so that two sweeps writing at once both keep their jobs."""
     def key(job: dict) -> str:
         return job.get("subdir") or json.dumps(job["overrides"])
 
-    earlier = json.loads(path.read_text()) if path.exists() else []
-    ours = {key(job) for job in planned}
-    path.write_text(json.dumps([j for j in earlier if key(j) not in ours] + planned, indent=2) + "\n")
+    with RunLock(path.parent, wait=True):
+        earlier = json.loads(path.read_text()) if path.exists() else []
+        ours = {key(job) for job in planned}
+        merged = [j for j in earlier if key(j) not in ours] + planned
+        replace_text(path, json.dumps(merged, indent=2) + "\n")
 
 
 def _error(job: JobReturn) -> BaseException | None:

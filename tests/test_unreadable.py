@@ -1,0 +1,65 @@
+"""Runs that cannot be read are listed with why, by runs.csv, the sweep loader and the report; never
+dropped in silence and never a crash."""
+
+import csv
+
+import pytest
+from omegaconf import OmegaConf
+
+from dsmexp import sweeps, training
+from dsmexp.report import build_report
+from tests.conftest import TINY, make_cfg
+
+GRID = [("ism", "0.01"), ("dsm_s", "0.01"), ("ism", "0.1"), ("dsm_s", "0.1")]
+
+
+@pytest.fixture(scope="module")
+def broken_sweep(tmp_path_factory):
+    """Four finished runs laid out as a sweep; three then broken in the ways a user meets."""
+    sweep = tmp_path_factory.mktemp("broken") / "sweep"
+    for loss, sigma in GRID:
+        overrides = [f"loss={loss}", f"sigma={sigma}"]
+        cfg = make_cfg(*TINY, *overrides)
+        run_dir = sweep / ",".join(overrides)
+        assert training.run(cfg, run_dir) == "completed"
+        (run_dir / ".hydra").mkdir()
+        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+        OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
+    (sweep / "loss=ism,sigma=0.1" / "metrics.csv").unlink()
+    metrics = sweep / "loss=dsm_s,sigma=0.1" / "metrics.csv"
+    metrics.write_text(metrics.read_text()[:1500])  # cut short in the middle of a row
+    (sweep / "loss=dsm_s,sigma=0.01" / "summary.json").write_text('{"status": "comp')
+    return sweep
+
+
+WHY = {
+    "loss=ism,sigma=0.1": "metrics.csv: missing (status completed)",
+    "loss=dsm_s,sigma=0.1": "rows, not steps 0..5 as summary.json reports for a completed run",
+    "loss=dsm_s,sigma=0.01": "summary.json: cannot be read (not valid JSON",
+}
+
+
+def test_the_loader_and_runs_csv_say_which_runs_cannot_be_read_and_why(broken_sweep):
+    runs, unreadable = sweeps.scan_runs(broken_sweep)
+    assert [r.run_dir.name for r in runs] == ["loss=ism,sigma=0.01"]
+    assert {d.name for d, _ in unreadable} == set(WHY)
+    for run_dir, why in unreadable:
+        assert WHY[run_dir.name] in why and str(run_dir) in why
+    assert [r.run_dir for r in sweeps.load_runs(broken_sweep)] == [r.run_dir for r in runs]
+    with sweeps.write_runs_table(broken_sweep).open() as f:
+        rows = {r["run_dir"]: r for r in csv.DictReader(f)}
+    assert rows["loss=ism,sigma=0.01"]["status"] == "completed"
+    for name, why in WHY.items():
+        assert rows[name]["status"] == "unreadable" and why in rows[name]["error"], rows[name]
+    assert rows["loss=ism,sigma=0.1"]["loss"] == "ism"  # the settings are still listed
+
+
+@pytest.mark.slow
+def test_the_report_lists_every_run_it_could_not_read(broken_sweep, tmp_path):
+    report = build_report(broken_sweep, tmp_path / "figures").read_text()
+    section = report.split("## Runs not read")[1]
+    assert "3 run(s) under the sweep could not be read" in section
+    for name, why in WHY.items():
+        line = next(line for line in section.splitlines() if line.startswith(f"- `{name}`"))
+        assert why in line
+    assert "| ism | 0.01 | completed | 6 |" in report.split("## Runs not read")[0]
