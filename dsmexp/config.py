@@ -22,6 +22,7 @@ class HalfMoonConfig:
     name: str = "half_moon"
     n_samples: int = 1000
     noise: float = 0.05
+    dim: int = 2
 
 
 @dataclass
@@ -30,6 +31,7 @@ class SwissRollConfig:
     n_samples: int = 1000
     noise: float = 0.5
     scale: float = 0.1
+    dim: int = 2
 
 
 @dataclass
@@ -40,9 +42,24 @@ class GaussianConfig:
     mean: Any = 0.0
     scale: Any = 1.0
     cov: Any = None
+    condition: float = 1.0
+    rotate: bool = False
 
 
-DATASET_SCHEMAS = {"half_moon": HalfMoonConfig, "swiss_roll": SwissRollConfig, "gaussian": GaussianConfig}
+@dataclass
+class GMMConfig:
+    name: str = "gmm"
+    n_samples: int = 1000
+    dim: int = 2
+    components: int = 8
+    means: Any = None
+    spread: float = 2.0
+    weights: Any = None
+    scale: Any = 0.5
+
+
+DATASET_SCHEMAS = {"half_moon": HalfMoonConfig, "swiss_roll": SwissRollConfig, "gaussian": GaussianConfig,
+                   "gmm": GMMConfig}
 
 
 @dataclass
@@ -206,12 +223,17 @@ def _validate_optimizer(opt: DictConfig) -> None:
 def _validate_dataset(ds: DictConfig) -> None:
     name = ds.name
     _check(ds.n_samples >= 2, f"dataset.n_samples={ds.n_samples}: must be >= 2")
+    _check(name in DATASET_SCHEMAS, f"dataset={name}: must be one of {', '.join(DATASET_SCHEMAS)}")
     if name in ("half_moon", "swiss_roll"):
         _check(ds.noise >= 0, f"dataset.noise={ds.noise}: must be >= 0")
+        _check(ds.dim >= 2, f"dataset.dim={ds.dim}: must be >= 2 (the {name} curve lies in a 2-D plane "
+               "of R^dim; 2 is the curve in its own coordinates)")
     if name == "swiss_roll":
         _check(ds.scale > 0, f"dataset.scale={ds.scale}: must be > 0")
     if name == "gaussian":
         _validate_gaussian(ds)
+    if name == "gmm":
+        _validate_gmm(ds)
 
 
 def _validate_gaussian(ds: DictConfig) -> None:
@@ -231,3 +253,26 @@ def _validate_gaussian(ds: DictConfig) -> None:
         symmetric = torch.allclose(cov, cov.T)
         _check(symmetric and bool(torch.linalg.eigvalsh(cov).min() > 0),
                "dataset.cov: must be symmetric positive definite")
+    _check(ds.condition >= 1, f"dataset.condition={ds.condition}: must be >= 1 (1 keeps the variances)")
+    _check(ds.cov is None or ds.condition == 1,
+           f"dataset.condition={ds.condition}: applies to the diagonal from dataset.scale; "
+           "leave it at 1 with an explicit dataset.cov")
+
+
+def _validate_gmm(ds: DictConfig) -> None:
+    dim, k = ds.dim, ds.components
+    _check(dim >= 1, f"dataset.dim={dim}: must be >= 1")
+    _check(k >= 1, f"dataset.components={k}: must be >= 1")
+    _check(ds.spread >= 0, f"dataset.spread={ds.spread}: must be >= 0")
+    if ds.means is not None:
+        ok = isinstance(ds.means, ListConfig) and len(ds.means) == k and all(
+            isinstance(row, ListConfig) and len(row) == dim for row in ds.means)
+        _check(ok, f"dataset.means: must be null (drawn from the seed) or a list of "
+               f"dataset.components={k} lists of dataset.dim={dim} numbers")
+    if ds.weights is not None:
+        ok = isinstance(ds.weights, ListConfig) and len(ds.weights) == k and all(w > 0 for w in ds.weights)
+        _check(ok, f"dataset.weights={ds.weights}: must be null (uniform) or a list of "
+               f"dataset.components={k} positive numbers")
+    scales = list(ds.scale) if isinstance(ds.scale, ListConfig) else [ds.scale]
+    _check(len(scales) in (1, k) and all(isinstance(s, (int, float)) and s > 0 for s in scales),
+           f"dataset.scale={ds.scale}: must be a positive number or a list of dataset.components={k} of them")

@@ -124,7 +124,7 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> None:
         stored, what = (state["config"] if state else None), "checkpoint.pt"
     if stored is None:
         return
-    stored = {k: v for k, v in stored.items() if k not in NON_RESULT_KEYS}
+    stored = _with_dataset_defaults({k: v for k, v in stored.items() if k not in NON_RESULT_KEYS})
     current = result_config(cfg)
     defaults = _schema_defaults()
     # a key the stored run predates counts as its default value (runs stay valid as the schema grows)
@@ -134,6 +134,17 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> None:
         raise ConfigError(
             f"{run_dir} holds a run with other settings ({', '.join(differing)} differ, per its {what}); "
             "pass overwrite=true to replace it, or choose another hydra.run.dir / hydra.sweep.dir")
+
+
+def _with_dataset_defaults(stored: dict) -> dict:
+    """A stored config whose dataset group predates a dataset key gets that key's schema default."""
+    from dsmexp.config import DATASET_SCHEMAS
+
+    dataset = stored.get("dataset")
+    if not isinstance(dataset, dict) or dataset.get("name") not in DATASET_SCHEMAS:
+        return stored
+    defaults = OmegaConf.to_container(OmegaConf.structured(DATASET_SCHEMAS[dataset["name"]]))
+    return stored | {"dataset": defaults | dataset}
 
 
 def _schema_defaults() -> dict:
@@ -153,7 +164,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.dtype = getattr(torch, cfg.dtype)
         self.seeds = Seeds.from_seed(cfg.seed)
-        self.dataset = build_dataset(cfg.dataset)
+        self.dataset = build_dataset(cfg.dataset, self.seeds.data)
         data = self.dataset.sample(self.dataset.n_samples, self.seeds.data)
         self.x = torch.as_tensor(data, dtype=self.dtype, device=self.device)
         torch.manual_seed(self.seeds.init)
