@@ -1,0 +1,116 @@
+"""Figures 5-7 of the dimension study, drawn from the study's saved runs (dsmexp.dimension) only.
+
+- Figure 5: milliseconds per step against d, one line per objective (log-log), and the exact trace's
+  cost against the network's width next to SSM-VR's;
+- Figure 6: esm_data_rel against wall-clock seconds of training, one panel per d, one line per objective,
+  with the common time budget of the verdict marked;
+- Figure 7: per-point variance of each fitting-term estimator against d, next to the exact trace
+  (the analogue of the paper's variance against sigma).
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from dsmexp.dimension import LABEL, OBJECTIVES, StudyRun, Verdict, WidthTimings
+from dsmexp.figures import DSM_COLOR, ISM_COLOR, _missing
+
+COLOR = {"ism": ISM_COLOR, "ssm_vr": "#9467bd", "ssm": "#2ca02c", "fd_ssm": "#8c564b", "dsm_s": DSM_COLOR}
+MARKER = {"ism": "o", "ssm_vr": "s", "ssm": "^", "fd_ssm": "D", "dsm_s": "v"}
+
+Study = dict[tuple[str, int], StudyRun]
+
+
+def _by_loss(study: Study) -> dict[str, list[StudyRun]]:
+    out: dict[str, list[StudyRun]] = {}
+    for loss in OBJECTIVES:
+        runs = sorted((r for (name, _), r in study.items() if name == loss), key=lambda r: r.dim)
+        if runs:
+            out[loss] = runs
+    return out
+
+
+def _dim_axis(ax, dims: list[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims)
+    ax.set_xticklabels([str(d) for d in dims])
+    ax.minorticks_off()
+
+
+def figure5(study: Study, widths: WidthTimings | None) -> Figure:
+    """Left: ms per step against d (trained objective alone). Right: against the network's width."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2))
+    dims = sorted({d for _, d in study})
+    for loss, runs in _by_loss(study).items():
+        ms = [r.ms_per_step for r in runs]
+        left.plot([r.dim for r in runs], ms, marker=MARKER[loss], color=COLOR[loss], label=LABEL[loss])
+    left.set_yscale("log")
+    _dim_axis(left, dims)
+    left.set(xlabel="dimension d", ylabel="ms per step (median)",
+             title="cost per step, trained objective alone")
+    left.legend(loc="best")
+    if widths is None:
+        _missing(right, "width sweep")
+    else:
+        labels: dict[int, str] = {}
+        for loss, rows in widths.rows.items():
+            right.plot([w[-1] for w, _ in rows], [ms for _, ms in rows], marker=MARKER.get(loss, "o"),
+                       color=COLOR.get(loss, "k"), label=LABEL.get(loss, loss))
+            labels |= {w[-1]: "-".join(map(str, w)) for w, _ in rows}
+        labels = sorted(labels.items())
+        right.set(xscale="log", yscale="log", xlabel="hidden widths", ylabel="ms per step (median)",
+                  title=f"exact trace against width, d = {widths.dim}")
+        right.set_xticks([x for x, _ in labels])
+        right.set_xticklabels([name for _, name in labels])
+        right.minorticks_off()
+        right.legend(loc="best")
+    fig.suptitle("Figure 5: what a training step costs as the dimension and the network grow", fontsize=11)
+    return fig
+
+
+def figure6(study: Study) -> Figure:
+    """esm_data_rel against wall-clock seconds, one panel per d; the verdict's budget dashed."""
+    dims = sorted({d for _, d in study})
+    cols = min(len(dims), 3)
+    rows = math.ceil(len(dims) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, dim in zip(axes.ravel(), dims):
+        for loss in OBJECTIVES:
+            run = study.get((loss, dim))
+            if run is None or not len(run.eval_time):
+                continue
+            ax.plot(run.eval_time, run.eval_rel, color=COLOR[loss], lw=1.0, label=LABEL[loss])
+        verdict = Verdict.at(study, dim)
+        if verdict is not None and math.isfinite(verdict.budget):
+            ax.axvline(verdict.budget, color="black", ls="--", lw=0.8, label="common budget")
+        ax.set(xscale="log", yscale="log", title=f"d = {dim}", xlabel="wall-clock seconds",
+               ylabel="esm_data_rel")
+    for ax in axes.ravel()[len(dims):]:
+        ax.set_axis_off()
+    axes.ravel()[0].legend(loc="best")
+    fig.suptitle("Figure 6: distance to the data score against training time", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def figure7(study: Study) -> Figure:
+    """Per-point variance of each objective's fitting term against d (log-log); exact ISM is the trace."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.3))
+    dims = sorted({d for _, d in study})
+    for loss, runs in _by_loss(study).items():
+        points = [(r.dim, r.variance) for r in runs if np.isfinite(r.variance) and r.variance > 0]
+        if not points:
+            continue
+        style = dict(color="black", ls="--", lw=1.4) if loss == "ism" else dict(color=COLOR[loss])
+        label = "exact trace div s (ISM)" if loss == "ism" else LABEL[loss]
+        ax.plot(*zip(*points), marker=MARKER[loss], label=label, **style)
+    ax.set_yscale("log")
+    _dim_axis(ax, dims)
+    ax.set(xlabel="dimension d", ylabel="per-point variance of the fitting term",
+           title="Figure 7: estimator variance against dimension")
+    ax.legend(loc="best")
+    return fig
