@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dsmexp.models import Activation, ScoreMLP
 
@@ -161,20 +161,25 @@ class TangentKernel:
         return Forward(s.T, div)
 
     def backward(self, fwd: Forward, s_bar: Tensor, div_row: int | None) -> list[Tensor]:
-        params = list(self.model.parameters())
-        rows = []
-        for r in range(s_bar.shape[0]):
-            objective = (fwd.s * s_bar[r]).sum()
-            if r == div_row:
-                objective = objective + fwd.div.sum()
-            rows.append(torch.autograd.grad(objective, params, retain_graph=r < s_bar.shape[0] - 1))
-        return [torch.stack(g) for g in zip(*rows)]
+        return autograd_backward(list(self.model.parameters()), fwd, s_bar, div_row)
 
     def parameters(self) -> list[Tensor]:
         return list(self.model.parameters())
 
     def directional(self, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         return mlp_directional(self.model, z, v)
+
+
+def autograd_backward(params: list[Tensor], fwd: Forward, s_bar: Tensor, div_row: int | None) -> list[Tensor]:
+    """Gradients of sum_points <s, s_bar[r]> (+ div s when r == div_row), one autograd pass per row r."""
+    rows = []
+    for r in range(s_bar.shape[0]):
+        objective = (fwd.s * s_bar[r]).sum()
+        if r == div_row:
+            objective = objective + fwd.div.sum()
+        rows.append(torch.autograd.grad(objective, params, retain_graph=r < s_bar.shape[0] - 1,
+                                        allow_unused=True, materialize_grads=True))
+    return [torch.stack(g) for g in zip(*rows)]
 
 
 def mlp_directional(model: ScoreMLP, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -194,6 +199,11 @@ def mlp_directional(model: ScoreMLP, z: Tensor, v: Tensor) -> tuple[Tensor, Tens
 Kernel = TwoLayerKernel | TangentKernel
 
 
-def make_kernel(model: ScoreMLP, compile: bool = False) -> Kernel:
-    """The fastest exact kernel for this network (torch.compile'd when asked and it applies)."""
+def make_kernel(model: nn.Module, compile: bool = False) -> Kernel:
+    """The fastest exact kernel for this network (torch.compile'd when asked and it applies); any other
+    nn.Module gets the torch.func kernel of dsmexp/module_kernel.py."""
+    if not isinstance(model, ScoreMLP):
+        from dsmexp.module_kernel import ModuleKernel
+
+        return ModuleKernel(model, compile)
     return TwoLayerKernel(model, compile) if len(model.hidden) == 2 else TangentKernel(model, compile)

@@ -68,7 +68,7 @@ def estimator_chunk(kernel, name: str, z: Tensor, v: Tensor, fd_eps: float) -> E
         else:
             norm = 0.5 * s.square().sum(0, keepdim=True)  # 0.5 |s|^2, (1, n)
         objective = norm.mean(0).sum() + fit.mean(0).sum()
-        grad = list(torch.autograd.grad(objective, params))
+        grad = list(torch.autograd.grad(objective, params, allow_unused=True, materialize_grads=True))
     return EstimatorChunk(norm.detach(), fit.detach(), grad)
 
 
