@@ -14,7 +14,8 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works from any directory
 ACTIVATIONS = ("tanh", "silu", "softplus", "sigmoid")
-LOSSES = ("ism", "dsm", "dsm_s")
+LOSSES = ("ism", "dsm", "dsm_s", "ssm", "ssm_vr", "fd_ssm")
+PROJECTIONS = ("rademacher", "gaussian", "sphere")
 
 
 @dataclass
@@ -75,6 +76,15 @@ class MLPConfig:
 
 
 @dataclass
+class CustomModelConfig:
+    """Any torch nn.Module mapping (n, d) points to (n, d) scores, built as target(**kwargs)."""
+
+    name: str = "custom"
+    target: str = MISSING
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class OptimizerConfig:
     name: str = MISSING
     lr: float = 1e-3
@@ -87,10 +97,13 @@ class OptimizerConfig:
 class Config:
     dataset: Any = MISSING
     loss: LossConfig = MISSING
-    model: MLPConfig = MISSING
+    model: Any = MISSING
     optimizer: OptimizerConfig = MISSING
     sigma: float = 0.01
     noise_samples: int = 100
+    projections: int = 1
+    projection: str = "rademacher"
+    fd_eps: float = 0.1
     steps: int = 2500
     seed: int = 0
     device: str = "auto"
@@ -123,6 +136,7 @@ def register_configs() -> None:
         cs.store(group="schema/dataset", name=name, node=schema)
     cs.store(group="schema/loss", name="loss", node=LossConfig)
     cs.store(group="schema/model", name="mlp", node=MLPConfig)
+    cs.store(group="schema/model", name="custom", node=CustomModelConfig)
     cs.store(group="schema/optimizer", name="optimizer", node=OptimizerConfig)
     if not OmegaConf.has_resolver("dirname"):
         OmegaConf.register_new_resolver("dirname", run_dirname)
@@ -181,8 +195,15 @@ def validate(cfg: DictConfig) -> None:
     if cfg.loss.name in ("dsm", "dsm_s") and cfg.sigma == 0:
         _fail(f"sigma=0 with loss={cfg.loss.name}: DSM needs sigma > 0 "
               "(its target is -eps/sigma); use loss=ism to train on clean data", sweep_skippable=True)
-    for key in ("noise_samples", "steps", "diagnostics_every", "checkpoint_every", "eval_samples"):
+    for key in ("noise_samples", "steps", "checkpoint_every", "eval_samples"):
         _check(cfg[key] >= 1, f"{key}={cfg[key]}: must be >= 1")
+    _check(cfg.diagnostics_every >= 0,
+           f"diagnostics_every={cfg.diagnostics_every}: must be >= 0 (0: the trained objective only)")
+    _check(cfg.projections >= 1,
+           f"projections={cfg.projections}: must be >= 1 (projection vectors per point)")
+    _check(cfg.projection in PROJECTIONS,
+           f"projection={cfg.projection}: must be one of {', '.join(PROJECTIONS)}")
+    _check(cfg.fd_eps > 0, f"fd_eps={cfg.fd_eps}: must be > 0 (radius of the finite-difference step)")
     _check(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: last step only)")
     _check(cfg.grid_size >= 2, f"grid_size={cfg.grid_size}: must be >= 2")
     _check(cfg.chunk_size is None or cfg.chunk_size >= 1,
@@ -190,9 +211,9 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.threads is None or cfg.threads >= 1, f"threads={cfg.threads}: must be >= 1 or null")
     _check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype}: must be float32 or float64")
     _validate_device(cfg.device)
-    _validate_model(cfg.model)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)
+    _validate_model(cfg.model, int(cfg.dataset.get("dim", 2)))
 
 
 def _validate_device(device: str) -> None:
@@ -202,13 +223,29 @@ def _validate_device(device: str) -> None:
               "use device=cpu or device=auto")
 
 
-def _validate_model(model: DictConfig) -> None:
+def _validate_model(model: DictConfig, dim: int) -> None:
+    if model.name == "custom":
+        _validate_custom_model(model, dim)
+        return
+    _check(model.name == "mlp", f"model={model.name}: must be mlp or custom")
     _check(model.activation in ACTIVATIONS,
            f"model.activation={model.activation}: must be one of {', '.join(ACTIVATIONS)} "
            "(ISM differentiates the divergence, so the activation needs a second derivative)")
     hidden = list(model.hidden)
     _check(all(h >= 1 for h in hidden),
            f"model.hidden={hidden}: must be a list of positive widths ([] is a linear score model)")
+
+
+def _validate_custom_model(model: DictConfig, dim: int) -> None:
+    """Import, build and call the user's module once on a few points: one line for each way it fails."""
+    from dsmexp.models import CustomModelError, build_custom
+
+    _check(not OmegaConf.is_missing(model, "target"),
+           "model.target: missing; model=custom needs model.target=package.module.Class")
+    try:
+        build_custom(model.target, OmegaConf.to_container(model.kwargs), dim, check=True)
+    except CustomModelError as err:
+        _fail(str(err))
 
 
 def _validate_optimizer(opt: DictConfig) -> None:
