@@ -9,7 +9,7 @@ ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sweep figures bench lint clean
+.PHONY: install run test sweep figures dimension bench lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ sweep: install
 
 figures: install
 	$(PY) scripts/figures.py --profile $(PROFILE) --seeds $(SEEDS) $(ARGS)
+
+dimension: install
+	$(PY) scripts/dimension.py --profile $(PROFILE) $(ARGS)
 
 bench: install
 	$(PY) scripts/bench.py $(ARGS)

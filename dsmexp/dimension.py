@@ -166,7 +166,8 @@ def settings_text(study: Study) -> str:
             f"profile {cfg.get('profile_name')}. Exact ISM, SSM-VR, SSM and FD-SSM train on clean data "
             "(sigma = 0)")
     if dsm:
-        text += (f"; DSM-S at sigma = {dsm[0].sigma:g} with M = {dsm[0].config['noise_samples']} "
+        text += (f"; DSM-S at sigma = {dsm[0].sigma:g} (the best of a pilot at the quick profile, see "
+                 f"conf/experiment/dimension_dsm_s.yaml) with M = {dsm[0].config['noise_samples']} "
                  "draws per point")
     return text + (f". Only the trained objective is computed (diagnostics_every = "
                    f"{cfg.get('diagnostics_every')}); device: {first.summary.get('device')}.")

@@ -84,11 +84,12 @@ def figure6(study: Study) -> Figure:
             if run is None or not len(run.eval_time):
                 continue
             ax.plot(run.eval_time, run.eval_rel, color=COLOR[loss], lw=1.0, label=LABEL[loss])
+        ax.axhline(0.5, color="grey", ls=":", lw=0.8, label="s = 0")
         verdict = Verdict.at(study, dim)
         if verdict is not None and math.isfinite(verdict.budget):
             ax.axvline(verdict.budget, color="black", ls="--", lw=0.8, label="common budget")
-        ax.set(xscale="log", yscale="log", title=f"d = {dim}", xlabel="wall-clock seconds",
-               ylabel="esm_data_rel")
+        ax.set(xscale="log", title=f"d = {dim}", xlabel="wall-clock seconds of training",
+               ylabel="esm_data_rel (held out)")
     for ax in axes.ravel()[len(dims):]:
         ax.set_axis_off()
     axes.ravel()[0].legend(loc="best")

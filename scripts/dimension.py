@@ -20,8 +20,11 @@ import torch
 from dsmexp.dimension import DIMS, OBJECTIVES, build_study_report, write_pilot_table
 
 PROFILES = {"quick": "dimension_quick", "paper": "paper", "smoke": "smoke"}
-WIDTH_STEPS = {"quick": 60, "paper": 200, "smoke": 4}
-PILOT_SIGMAS, PILOT_DIMS = (0.01, 0.02, 0.05, 0.1), (2, 8, 32)
+# the width sweep's short runs: only their per-step time is used
+WIDTH_RUNS = {"quick": ["steps=60"], "paper": ["steps=200"],
+              "smoke": ["steps=4", "dataset.n_samples=200", "eval_samples=200",
+                        "model.hidden=[8,16],[16,32]"]}
+PILOT_SIGMAS, PILOT_DIMS = (0.01, 0.02, 0.05, 0.1, 0.2), (2, 8, 32)
 ISM_FAMILY = ("ism", "ssm_vr", "ssm", "fd_ssm")
 
 
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         failed.append("dimension_dsm_s")
     width = [loss for loss in ("ism", "ssm_vr") if loss in losses]
     if width and not dsmexp("experiment=dimension_width", f"profile_name={args.profile}",
-                            f"loss={csv(width)}", f"steps={WIDTH_STEPS[args.profile]}", *args.overrides):
+                            f"loss={csv(width)}", *WIDTH_RUNS[args.profile], *args.overrides):
         failed.append("dimension_width")
     out = args.out or Path("outputs") / "figures" / f"dimension-{args.profile}"
     report = build_study_report(sweeps / f"dimension-{args.profile}",
