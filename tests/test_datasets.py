@@ -167,3 +167,14 @@ def test_embedded_run_trains_and_logs_relative_esm(tmp_path):
     assert m["esm_rel"][0] == pytest.approx(m["esm_data_rel"][0], rel=1e-12)  # sigma = 0: z = x
     assert 0.3 < m["esm_data_rel"][0] < 0.7  # a fresh network is near s = 0, which scores 0.5
     assert not (tmp_path / "run" / "score_field.npz").exists()
+
+
+def test_runs_stored_before_dataset_dim_existed_stay_valid(tmp_path):
+    cfg = make_cfg(*TINY, "loss=ism", "sigma=0")
+    training.run(cfg, tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    del summary["config"]["dataset"]["dim"]  # what a run written before the key existed holds
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    training.check_existing_run(cfg, tmp_path / "run")  # the same run: no complaint
+    with pytest.raises(ConfigError, match="dataset differ"):
+        training.check_existing_run(make_cfg(*TINY, "loss=ism", "sigma=0", "dataset.dim=8"), tmp_path / "run")
