@@ -34,6 +34,11 @@ def _by_loss(study: Study) -> dict[str, list[StudyRun]]:
     return out
 
 
+def _label(run: StudyRun) -> str:
+    """The objective's name, with its noise scale for DSM-S."""
+    return f"{LABEL[run.loss]} (σ = {run.run.sigma:g})" if run.loss == "dsm_s" else LABEL[run.loss]
+
+
 def _dim_axis(ax, dims: list[int]) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims)
@@ -47,7 +52,7 @@ def figure5(study: Study, widths: WidthTimings | None) -> Figure:
     dims = sorted({d for _, d in study})
     for loss, runs in _by_loss(study).items():
         ms = [r.ms_per_step for r in runs]
-        left.plot([r.dim for r in runs], ms, marker=MARKER[loss], color=COLOR[loss], label=LABEL[loss])
+        left.plot([r.dim for r in runs], ms, marker=MARKER[loss], color=COLOR[loss], label=_label(runs[0]))
     left.set_yscale("log")
     _dim_axis(left, dims)
     left.set(xlabel="dimension d", ylabel="ms per step (median)",
@@ -83,7 +88,7 @@ def figure6(study: Study) -> Figure:
             run = study.get((loss, dim))
             if run is None or not len(run.eval_time):
                 continue
-            ax.plot(run.eval_time, run.eval_rel, color=COLOR[loss], lw=1.0, label=LABEL[loss])
+            ax.plot(run.eval_time, run.eval_rel, color=COLOR[loss], lw=1.0, label=_label(run))
         ax.axhline(0.5, color="grey", ls=":", lw=0.8, label="s = 0")
         verdict = Verdict.at(study, dim)
         if verdict is not None and math.isfinite(verdict.budget):
@@ -107,7 +112,7 @@ def figure7(study: Study) -> Figure:
         if not points:
             continue
         style = dict(color="black", ls="--", lw=1.4) if loss == "ism" else dict(color=COLOR[loss])
-        label = "exact trace div s (ISM)" if loss == "ism" else LABEL[loss]
+        label = "exact trace div s (ISM)" if loss == "ism" else _label(runs[0])
         ax.plot(*zip(*points), marker=MARKER[loss], label=label, **style)
     ax.set_yscale("log")
     _dim_axis(ax, dims)
