@@ -1,7 +1,7 @@
 """The dimension study's numbers, read from its saved runs only: per-step cost, distance to the data
 score against wall-clock time, per-point variance of each fitting-term estimator, and the verdict.
 
-    python -m dsmexp.dimension outputs/sweeps/dimension-quick --width outputs/sweeps/dimension-width-quick
+    python -m dsmexp.dimension outputs/sweeps/dimension-quick
 
 For each d the objectives are compared at one wall-time budget, the shortest total training time among
 them, so that every objective is observed up to it: the winner is the objective whose held-out
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsmexp.dimension_timing import read_timing
 from dsmexp.sweeps import Run, load_runs
 
 DIMS = (2, 8, 32, 128, 512)
@@ -86,26 +87,24 @@ def load_study(sweep_dir: Path) -> Study:
 
 
 @dataclass
-class WidthTimings:
-    """Figure 5's right panel: ms per step of each objective against the hidden widths, at one d."""
+class Timing:
+    """timing.json of the study (dsmexp.dimension_timing): ms per step measured in one process."""
 
-    dim: int
-    rows: dict[str, list[tuple[tuple[int, ...], float]]]  # loss -> [(widths, ms per step)], by width
+    by_d: dict[str, dict[int, float]]  # loss -> {d: median ms per step}
+    by_width: dict[str, dict[str, float]]  # loss -> {"w1-w2": median ms per step} at width_dim
+    width_dim: int
+    threads: int
 
     @classmethod
-    def load(cls, width_dir: Path | None) -> WidthTimings | None:
-        if width_dir is None or not Path(width_dir).is_dir():
+    def load(cls, sweep_dir: Path) -> Timing | None:
+        raw = read_timing(sweep_dir)
+        if raw is None:
             return None
-        rows: dict[str, list[tuple[tuple[int, ...], float]]] = {}
-        dims = set()
-        for run in load_runs(width_dir):
-            if len(run.metrics["step"]) > 1:
-                dims.add(int(run.config["dataset"]["dim"]))
-                widths = tuple(run.config["model"]["hidden"])
-                rows.setdefault(run.loss, []).append((widths, study_run(run).ms_per_step))
-        if not rows:
-            return None
-        return cls(max(dims), {loss: sorted(r) for loss, r in rows.items()})
+        by_d = {loss: {int(d): ms for d, ms in row.items()} for loss, row in raw["by_d"].items()}
+        return cls(by_d, raw["by_width"], raw["width_dim"], raw["threads"])
+
+    def ms(self, loss: str, dim: int) -> float:
+        return self.by_d.get(loss, {}).get(dim, math.nan)
 
 
 @dataclass
@@ -116,10 +115,10 @@ class Verdict:
     budget: float  # seconds: the shortest total training time among the objectives at this d
     best: dict[str, float]  # objective -> lowest esm_data_rel reached within the budget
     winner: str
-    ism_over_ssm_vr: float  # ms/step of exact ISM over SSM-VR
+    ism_over_ssm_vr: float  # ms/step of exact ISM over SSM-VR (timing.json when there is one)
 
     @classmethod
-    def at(cls, study: Study, dim: int) -> Verdict | None:
+    def at(cls, study: Study, dim: int, timing: Timing | None = None) -> Verdict | None:
         runs = {loss: study[(loss, dim)] for loss in OBJECTIVES if (loss, dim) in study}
         if not runs:
             return None
@@ -127,14 +126,18 @@ class Verdict:
         best = {loss: r.best_within(budget) for loss, r in runs.items()}
         finite = {k: v for k, v in best.items() if math.isfinite(v)}
         winner = min(finite, key=finite.get) if finite else "none"
-        ratio = (runs["ism"].ms_per_step / runs["ssm_vr"].ms_per_step
-                 if "ism" in runs and "ssm_vr" in runs else math.nan)
+        if timing is not None:
+            ratio = timing.ms("ism", dim) / timing.ms("ssm_vr", dim)
+        elif "ism" in runs and "ssm_vr" in runs:
+            ratio = runs["ism"].ms_per_step / runs["ssm_vr"].ms_per_step
+        else:
+            ratio = math.nan
         return cls(dim, budget, best, winner, ratio)
 
 
-def verdicts(study: Study) -> list[Verdict]:
+def verdicts(study: Study, timing: Timing | None = None) -> list[Verdict]:
     dims = sorted({d for _, d in study})
-    return [v for v in (Verdict.at(study, d) for d in dims) if v is not None]
+    return [v for v in (Verdict.at(study, d, timing) for d in dims) if v is not None]
 
 
 def _fmt(value: float | None, spec: str = ".3g") -> str:
@@ -173,22 +176,31 @@ def settings_text(study: Study) -> str:
                    f"{cfg.get('diagnostics_every')}); device: {first.summary.get('device')}.")
 
 
-def answer_table(study: Study, losses: list[str]) -> list[str]:
+def answer_table(study: Study, losses: list[str], timing: Timing | None) -> list[str]:
     header = ["d", "budget (s)", "winner", *(LABEL[loss] for loss in losses), "ISM / SSM-VR cost"]
     rows = [[str(v.dim), _fmt(v.budget, ".1f"), f"**{LABEL.get(v.winner, v.winner)}**",
              *(_fmt(v.best.get(loss), ".4f") for loss in losses), _fmt(v.ism_over_ssm_vr, ".2f")]
-            for v in verdicts(study)]
+            for v in verdicts(study, timing)]
     return markdown_table(header, rows)
 
 
-def width_table(widths: WidthTimings) -> list[str]:
-    columns = sorted({w for rows in widths.rows.values() for w, _ in rows})
-    rows = [[LABEL.get(loss, loss), *(_fmt(dict(timed).get(w), ".2f") for w in columns)]
-            for loss, timed in widths.rows.items()]
-    return markdown_table(["objective", *("-".join(map(str, w)) for w in columns)], rows)
+def timing_tables(timing: Timing, losses: list[str]) -> list[str]:
+    dims = sorted({d for row in timing.by_d.values() for d in row})
+    lines = [f"Measured in one process, objectives interleaved step by step ({timing.threads} threads; "
+             "dsmexp.dimension_timing, timing.json):", ""]
+    lines += markdown_table(["objective", *(f"d = {d}" for d in dims)],
+                            [[LABEL[loss], *(_fmt(timing.ms(loss, d), ".2f") for d in dims)]
+                             for loss in losses if loss in timing.by_d])
+    widths = sorted({w for row in timing.by_width.values() for w in row}, key=lambda w: int(w.split("-")[0]))
+    if widths:
+        lines += [f"The exact trace against the hidden widths at d = {timing.width_dim} (ms per step):", ""]
+        lines += markdown_table(["objective", *widths],
+                                [[LABEL.get(loss, loss), *(_fmt(row.get(w), ".2f") for w in widths)]
+                                 for loss, row in timing.by_width.items()])
+    return lines
 
 
-def report_text(study: Study, widths: WidthTimings | None, figures: list[str]) -> str:
+def report_text(study: Study, timing: Timing | None, figures: list[str]) -> str:
     """report.md: the answer table, then per-step cost, variance and final distance tables."""
     losses = [loss for loss in OBJECTIVES if any(k[0] == loss for k in study)]
     lines = ["# The dimension study: what each score-matching objective costs as d grows", "",
@@ -197,12 +209,12 @@ def report_text(study: Study, widths: WidthTimings | None, figures: list[str]) -
              "them; the winner reached the lowest esm_data_rel (0.5 E|s - grad log p|^2 / E|grad log p|^2 on "
              "held-out data; s = 0 scores 0.5) by then. The last column is exact ISM's milliseconds per step "
              "over SSM-VR's.", ""]
-    lines += answer_table(study, losses)
-    lines += ["## Milliseconds per step (median over the run's steps)", ""]
+    lines += answer_table(study, losses, timing)
+    lines += ["## Milliseconds per step", ""]
+    if timing is not None:
+        lines += timing_tables(timing, losses)
+    lines += ["In the training runs themselves (median of each run's step times, jobs side by side):", ""]
     lines += per_dim_table(study, losses, lambda r: r.ms_per_step, ".2f")
-    if widths is not None:
-        lines += [f"The exact trace against the hidden widths at d = {widths.dim} (ms per step):", ""]
-        lines += width_table(widths)
     lines += ["## Per-point variance of the fitting term (median over the second half of training)", ""]
     lines += per_dim_table(study, losses, lambda r: r.variance, ".3g")
     lines += ["## esm_data_rel at the end of training", ""]
@@ -212,23 +224,23 @@ def report_text(study: Study, widths: WidthTimings | None, figures: list[str]) -
     return "\n".join(lines + [f"![{name}]({name}.png)" for name in figures]) + "\n"
 
 
-def build_study_report(sweep_dir: Path, width_dir: Path | None, out: Path) -> Path:
-    """Figures 5-7 and report.md in `out`, from the study's sweep (and the width sweep) on disk."""
+def build_study_report(sweep_dir: Path, out: Path) -> Path:
+    """Figures 5-7 and report.md in `out`, from the study's sweep directory (runs and timing.json)."""
     from dsmexp.dimension_figures import figure5, figure6, figure7
     from dsmexp.figures import save
 
     study = load_study(sweep_dir)
     if not study:
         raise SystemExit(f"{sweep_dir}: no runs of the dimension study")
-    widths = WidthTimings.load(width_dir)
+    timing = Timing.load(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = []
-    for name, fig in (("figure5", figure5(study, widths)), ("figure6", figure6(study)),
+    for name, fig in (("figure5", figure5(study, timing)), ("figure6", figure6(study)),
                       ("figure7", figure7(study))):
         save(fig, out, name)
         names.append(name)
     path = out / "report.md"
-    path.write_text(report_text(study, widths, names))
+    path.write_text(report_text(study, timing, names))
     return path
 
 
@@ -255,13 +267,12 @@ def write_pilot_table(pilot_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dsmexp.dimension", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/sweeps/dimension-quick")
-    parser.add_argument("--width", type=Path, help="the width sweep (Figure 5, right)")
     parser.add_argument("--out", type=Path, help="default: outputs/figures/<sweep name>")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"sweep_dir={args.sweep_dir}: not a directory")
     out = args.out or Path("outputs/figures") / args.sweep_dir.name
-    print(build_study_report(args.sweep_dir, args.width, out))
+    print(build_study_report(args.sweep_dir, out))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from dsmexp.dimension import LABEL, OBJECTIVES, StudyRun, Verdict, WidthTimings
+from dsmexp.dimension import LABEL, OBJECTIVES, StudyRun, Timing, Verdict
 from dsmexp.figures import DSM_COLOR, ISM_COLOR, _missing
 
 COLOR = {"ism": ISM_COLOR, "ssm_vr": "#9467bd", "ssm": "#2ca02c", "fd_ssm": "#8c564b", "dsm_s": DSM_COLOR}
@@ -46,32 +46,33 @@ def _dim_axis(ax, dims: list[int]) -> None:
     ax.minorticks_off()
 
 
-def figure5(study: Study, widths: WidthTimings | None) -> Figure:
-    """Left: ms per step against d (trained objective alone). Right: against the network's width."""
+def figure5(study: Study, timing: Timing | None) -> Figure:
+    """Left: ms per step against d, trained objective alone. Right: the exact trace against width."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2))
     dims = sorted({d for _, d in study})
     for loss, runs in _by_loss(study).items():
-        ms = [r.ms_per_step for r in runs]
-        left.plot([r.dim for r in runs], ms, marker=MARKER[loss], color=COLOR[loss], label=_label(runs[0]))
+        if timing is not None and loss in timing.by_d:
+            points = sorted(timing.by_d[loss].items())
+        else:
+            points = [(r.dim, r.ms_per_step) for r in runs]
+        left.plot(*zip(*points), marker=MARKER[loss], color=COLOR[loss], label=_label(runs[0]))
     left.set_yscale("log")
     _dim_axis(left, dims)
+    source = "one process, interleaved" if timing is not None else "median step of each run"
     left.set(xlabel="dimension d", ylabel="ms per step (median)",
-             title="cost per step, trained objective alone")
+             title=f"cost per step, trained objective alone ({source})")
     left.legend(loc="best")
-    if widths is None:
-        _missing(right, "width sweep")
+    if timing is None or not timing.by_width:
+        _missing(right, "width timing")
     else:
-        labels: dict[int, str] = {}
-        for loss, rows in widths.rows.items():
-            right.plot([w[-1] for w, _ in rows], [ms for _, ms in rows], marker=MARKER.get(loss, "o"),
+        for loss, row in timing.by_width.items():
+            widths = sorted(row, key=lambda w: int(w.split("-")[0]))
+            right.plot(range(len(widths)), [row[w] for w in widths], marker=MARKER.get(loss, "o"),
                        color=COLOR.get(loss, "k"), label=LABEL.get(loss, loss))
-            labels |= {w[-1]: "-".join(map(str, w)) for w, _ in rows}
-        labels = sorted(labels.items())
-        right.set(xscale="log", yscale="log", xlabel="hidden widths", ylabel="ms per step (median)",
-                  title=f"exact trace against width, d = {widths.dim}")
-        right.set_xticks([x for x, _ in labels])
-        right.set_xticklabels([name for _, name in labels])
-        right.minorticks_off()
+            right.set_xticks(range(len(widths)))
+            right.set_xticklabels(widths)
+        right.set(yscale="log", xlabel="hidden widths (2 tanh layers)", ylabel="ms per step (median)",
+                  title=f"exact trace against width, d = {timing.width_dim}")
         right.legend(loc="best")
     fig.suptitle("Figure 5: what a training step costs as the dimension and the network grow", fontsize=11)
     return fig

@@ -249,6 +249,10 @@ class Trainer:
                     if (step + 1) % cfg.checkpoint_every == 0 and not last:
                         self._save_checkpoint()
 
+    def step(self, step: int) -> torch.Tensor:
+        """One optimisation step exactly as training takes it (used to time objectives side by side)."""
+        return self._step(step)
+
     def _step(self, step: int) -> torch.Tensor:
         """One optimisation step; returns the metrics (METRICS, then EVAL_METRICS) before the update."""
         cfg = self.cfg

@@ -1,5 +1,5 @@
-"""The dimension study: train every objective at every d (finished runs are skipped), time the exact
-trace against network width, then draw Figures 5-7 and report.md from the saved files.
+"""The dimension study: train every objective at every d (finished runs are skipped), time each
+objective's step in one process (timing.json), then draw Figures 5-7 and report.md from the saved files.
 
     make dimension                      # PROFILE=quick: about 10-15 minutes on a 2-core CPU
     make dimension PROFILE=paper        # the paper's M = 500 and 5000 steps (a GPU makes it practical)
@@ -18,12 +18,10 @@ from pathlib import Path
 import torch
 
 from dsmexp.dimension import DIMS, OBJECTIVES, build_study_report, write_pilot_table
+from dsmexp.dimension_timing import measure, read_timing, write_timing
 
 PROFILES = {"quick": "dimension_quick", "paper": "paper", "smoke": "smoke"}
-# the width sweep's short runs: only their per-step time is used
-WIDTH_RUNS = {"quick": ["steps=60"], "paper": ["steps=200"],
-              "smoke": ["steps=4", "dataset.n_samples=200", "eval_samples=200",
-                        "model.hidden=[8,16],[16,32]"]}
+TIMING_REPEATS = {"quick": (15, 3), "paper": (15, 3), "smoke": (2, 1)}  # measured steps, warm-up steps
 PILOT_SIGMAS, PILOT_DIMS = (0.01, 0.02, 0.05, 0.1, 0.2), (2, 8, 32)
 ISM_FAMILY = ("ism", "ssm_vr", "ssm", "fd_ssm")
 
@@ -53,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--losses", default=csv(OBJECTIVES), help=f"subset of {csv(OBJECTIVES)}")
     parser.add_argument("--pilot", action="store_true",
                         help="train DSM-S at several sigma and report which is best (no figures)")
+    parser.add_argument("--retime", action="store_true", help="measure timing.json again if it exists")
     parser.add_argument("--out", type=Path, help="default: outputs/figures/dimension-<profile>")
     parser.add_argument("overrides", nargs="*", help="extra dsmexp overrides for every run")
     args = parser.parse_args(argv)
@@ -80,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         failed.append("dimension")
     if "dsm_s" in losses and not dsmexp("experiment=dimension_dsm_s", *profile, *grid):
         failed.append("dimension_dsm_s")
-    width = [loss for loss in ("ism", "ssm_vr") if loss in losses]
-    if width and not dsmexp("experiment=dimension_width", f"profile_name={args.profile}",
-                            f"loss={csv(width)}", *WIDTH_RUNS[args.profile], *args.overrides):
-        failed.append("dimension_width")
+    sweep_dir = sweeps / f"dimension-{args.profile}"
+    repeats, warmup = TIMING_REPEATS[args.profile]
+    if args.retime or read_timing(sweep_dir) is None:
+        print(f"== timing {csv(losses)} at d = {csv(dims)} in one process", flush=True)
+        timing = measure(PROFILES[args.profile], dims, losses, repeats, warmup, args.overrides)
+        write_timing(sweep_dir, timing)
     out = args.out or Path("outputs") / "figures" / f"dimension-{args.profile}"
-    report = build_study_report(sweeps / f"dimension-{args.profile}",
-                                sweeps / f"dimension-width-{args.profile}", out)
+    report = build_study_report(sweep_dir, out)
     elapsed = time.perf_counter() - started
     print(f"{report}: Figures 5-7 (png, pdf) and the verdict table, {elapsed:.0f} s in all")
     if failed:

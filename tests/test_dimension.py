@@ -1,5 +1,6 @@
 """The dimension study: its presets, the numbers it reads from saved runs, and the pipeline end to end."""
 
+import json
 import math
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from dsmexp import artifacts
 from dsmexp.dimension import Verdict, load_study, study_run, values_per_step
+from dsmexp.dimension_timing import measure
 from dsmexp.sweeps import Run
 from tests.conftest import make_cfg
 
@@ -87,3 +89,18 @@ def test_make_dimension_smoke_draws_figures_and_the_answer_table(tmp_path):
         assert 0 < verdict.ism_over_ssm_vr < 100
         assert f"| {d} | {verdict.budget:.1f} |" in report
     assert "exact trace against the hidden widths at d = 512" in report
+    timing = json.loads((tmp_path / "outputs" / "sweeps" / "dimension-smoke" / "timing.json").read_text())
+    assert sorted(timing["by_d"]) == sorted(("ism", "ssm_vr", "ssm", "fd_ssm", "dsm_s"))
+    assert all(0 < ms < 60_000 for row in timing["by_d"].values() for ms in row.values())
+    assert sorted(timing["by_width"]["ism"]) == ["128-256", "16-32", "32-64", "64-128", "8-16"]
+
+
+def test_timing_measures_every_objective_and_width_in_one_process():
+    timing = measure("smoke", [8], ["ism", "ssm_vr", "dsm_s"], repeats=3, warmup=1,
+                     widths=((8, 16), (128, 256)))
+    assert sorted(timing["by_d"]) == ["dsm_s", "ism", "ssm_vr"]
+    for row in timing["by_d"].values():
+        assert sorted(row) == ["8"] and all(ms > 0 for ms in row.values())
+    assert sorted(timing["by_width"]) == ["ism", "ssm_vr"] and timing["width_dim"] == 512
+    # a 128-256 network does 64 times the 16-32 network's trace work per point: it cannot be cheaper
+    assert timing["by_width"]["ism"]["128-256"] > timing["by_width"]["ism"]["8-16"]
