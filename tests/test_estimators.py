@@ -1,5 +1,5 @@
 """The sliced and finite-difference estimators against the exact trace, with real numbers:
-unbiasedness (fitting term and gradient), the projection variance of a linear model, fd_ssm's O(eps^2) bias."""
+unbiased fitting term and gradient, the projection variance of a linear model, fd_ssm's O(eps^2) bias."""
 
 import math
 
@@ -40,7 +40,8 @@ def test_projections_have_identity_second_moment(kind):
     second = v @ v.T / v.shape[1]
     torch.testing.assert_close(second, torch.eye(3, dtype=torch.float64), atol=0.02, rtol=0)
     if kind == "sphere":
-        torch.testing.assert_close(v.norm(dim=0), torch.full((v.shape[1],), math.sqrt(3), dtype=torch.float64))
+        radius = torch.full((v.shape[1],), math.sqrt(3), dtype=torch.float64)
+        torch.testing.assert_close(v.norm(dim=0), radius)
 
 
 @pytest.mark.parametrize("loss, kind", [("ssm", "rademacher"), ("ssm", "gaussian"), ("ssm_vr", "rademacher"),
