@@ -130,3 +130,19 @@ def test_fd_ssm_bias_shrinks_like_eps_squared():
         assert abs(bias[0.05][name]) > 1e-6  # a real bias, not rounding
         for big, small in ((0.2, 0.1), (0.1, 0.05)):
             assert bias[big][name] / bias[small][name] == pytest.approx(4.0, rel=0.12), (name, bias)
+
+
+@pytest.mark.parametrize("loss", ["ssm", "fd_ssm"])
+def test_estimator_terms_do_not_depend_on_chunking(loss):
+    dim, n = 3, 200
+    model = random_net(dim, [16, 32])
+    kernel = make_kernel(model)
+    x = torch.randn(n, dim, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    eps = torch.randn(5, n, dim, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    v = projections("gaussian", 3, dim, 5 * n, seed=9)
+    whole = step_terms(kernel, x, eps, 0.1, loss, v=v, chunk_size=10**6)
+    for chunk in (7, 333):
+        part = step_terms(kernel, x, eps, 0.1, loss, v=v, chunk_size=chunk)
+        torch.testing.assert_close(part.metrics, whole.metrics, rtol=1e-10, atol=1e-12, equal_nan=True)
+        for a, b in zip(part.grad, whole.grad):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
