@@ -130,6 +130,17 @@ class TwoLayerKernel:
     def directional(self, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         return mlp_directional(self.model, z, v)
 
+    def sliced_forward(self, z: Tensor, v: Tensor):
+        """s and v^T J v by hand (dsmexp/sliced_two_layer.py): the sliced estimators' fast path."""
+        from dsmexp.sliced_two_layer import sliced_forward
+
+        return sliced_forward(self.weights, self.act, z, v)
+
+    def sliced_backward(self, fwd, s_bar: Tensor, weight: float) -> list[Tensor]:
+        from dsmexp.sliced_two_layer import sliced_backward
+
+        return sliced_backward(self.weights, self.act, fwd, s_bar, weight)
+
 
 class TangentKernel:
     """Any-depth MLP: d tangent columns carried forward, gradients by autograd."""
