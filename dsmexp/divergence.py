@@ -1,8 +1,9 @@
 """Exact divergence of the score network, div s = Tr(ds/dz) (the ISM fitting term, Eq. 8), and the
 parameter gradients (vector-Jacobian products) of any combination of <s, c> and div s.
 
-Points are feature-major: z has shape (d, n). Two kernels share one interface (prepare once per step,
-then forward and backward per chunk):
+Points are feature-major: z has shape (d, n). Every kernel shares one interface: prepare once per step,
+then per chunk forward (with or without div) and backward, plus directional (s and the Jacobian-vector
+products J v that the sliced estimators of dsmexp/estimators.py need) and parameters. Here:
 
 - TwoLayerKernel, for MLPs with two hidden layers (the paper's 16-32 network), is written out by hand.
   With s = W3 a2 + b3, a2 = phi(W2 a1 + b2), a1 = phi(W1 z + b1) and D_l = phi'(h_l),
@@ -11,7 +12,10 @@ then forward and backward per chunk):
   a bilinear form whose cost does not grow with d. Forward and reverse passes are explicit.
 - TangentKernel, for any depth (hidden=[] is a linear model), carries d forward-mode tangent columns
   through the network and lets autograd differentiate them. It is exact too, and the reference for
-  the fast kernel in the tests.
+  the fast kernels in the tests.
+
+Other depths use the chain-product trace of dsmexp/chain_trace.py (cost independent of d), and any other
+nn.Module the torch.func kernel of dsmexp/module_kernel.py; make_kernel picks.
 """
 
 from __future__ import annotations
@@ -126,6 +130,17 @@ class TwoLayerKernel:
     def directional(self, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         return mlp_directional(self.model, z, v)
 
+    def sliced_forward(self, z: Tensor, v: Tensor):
+        """s and v^T J v by hand (dsmexp/sliced_two_layer.py): the sliced estimators' fast path."""
+        from dsmexp.sliced_two_layer import sliced_forward
+
+        return sliced_forward(self.weights, self.act, z, v)
+
+    def sliced_backward(self, fwd, s_bar: Tensor, weight: float) -> list[Tensor]:
+        from dsmexp.sliced_two_layer import sliced_backward
+
+        return sliced_backward(self.weights, self.act, fwd, s_bar, weight)
+
 
 class TangentKernel:
     """Any-depth MLP: d tangent columns carried forward, gradients by autograd."""
@@ -200,10 +215,15 @@ Kernel = TwoLayerKernel | TangentKernel
 
 
 def make_kernel(model: nn.Module, compile: bool = False) -> Kernel:
-    """The fastest exact kernel for this network (torch.compile'd when asked and it applies); any other
-    nn.Module gets the torch.func kernel of dsmexp/module_kernel.py."""
+    """The fastest exact kernel for this network: the hand-written bilinear form for two hidden layers
+    (torch.compile'd when asked), the chain-product trace of dsmexp/chain_trace.py for other depths, and
+    for any other nn.Module the torch.func kernel of dsmexp/module_kernel.py."""
     if not isinstance(model, ScoreMLP):
         from dsmexp.module_kernel import ModuleKernel
 
         return ModuleKernel(model, compile)
-    return TwoLayerKernel(model, compile) if len(model.hidden) == 2 else TangentKernel(model, compile)
+    if len(model.hidden) == 2:
+        return TwoLayerKernel(model, compile)
+    from dsmexp.chain_trace import ChainKernel
+
+    return ChainKernel(model, compile)

@@ -59,17 +59,27 @@ def estimator_chunk(kernel, name: str, z: Tensor, v: Tensor, fd_eps: float) -> E
     """The terms of estimator `name` at points z (d, n) with projections v (K, d, n)."""
     if name == "fd_ssm":
         return _finite_difference(kernel, z, v, fd_eps)
+    if hasattr(kernel, "sliced_forward"):  # a hand-written reverse pass (two-hidden-layer MLP)
+        fwd = kernel.sliced_forward(z, v)
+        norm, s_bar = _norm_term(name, fwd.s, v)
+        return EstimatorChunk(norm, fwd.vjv, kernel.sliced_backward(fwd, s_bar, 1 / v.shape[0]))
     params = kernel.parameters()
     with torch.enable_grad():
         s, jv = kernel.directional(z, v)  # (d, n), (K, d, n), differentiable in the parameters
         fit = (v * jv).sum(1)  # v^T J v, (K, n)
-        if name == "ssm":
-            norm = 0.5 * (v * s).sum(1).square()  # 0.5 (v^T s)^2, (K, n)
-        else:
-            norm = 0.5 * s.square().sum(0, keepdim=True)  # 0.5 |s|^2, (1, n)
+        norm, _ = _norm_term(name, s, v)
         objective = norm.mean(0).sum() + fit.mean(0).sum()
         grad = list(torch.autograd.grad(objective, params, allow_unused=True, materialize_grads=True))
     return EstimatorChunk(norm.detach(), fit.detach(), grad)
+
+
+def _norm_term(name: str, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-value norm term and its derivative in s, summed over points of the mean over projections:
+    ssm 0.5 (v^T s)^2, (K, n), with mean_k (v_k^T s) v_k; ssm_vr 0.5 |s|^2, (1, n), with s."""
+    if name == "ssm":
+        vs = (v * s).sum(1)  # (K, n)
+        return 0.5 * vs.square(), (vs[:, None, :] * v).mean(0)
+    return 0.5 * s.square().sum(0, keepdim=True), s
 
 
 def _finite_difference(kernel, z: Tensor, v: Tensor, fd_eps: float) -> EstimatorChunk:

@@ -175,10 +175,14 @@ def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss
             if cotangents:
                 g = kernel.backward(fwd, torch.stack(cotangents), 0 if want_ism else None)
                 grads = g if grads is None else [a.add_(b) for a, b in zip(grads, g)]
-        if estimator:
-            part = estimator_chunk(kernel, loss, z[:, chunk], v[:, :, chunk], fd_eps)
-            est_sums.add(part)
-            g_est = part.grad if g_est is None else [a.add_(b) for a, b in zip(g_est, part.grad)]
+        if estimator:  # K (fd_ssm: 2K) points per point: sub-chunks keep memory at chunk_size points
+            step = max(1, chunk_size // (v.shape[0] * (2 if loss == "fd_ssm" else 1)))
+            end = min(start + chunk_size, points)
+            for sub in range(start, end, step):
+                piece = slice(sub, min(sub + step, end))
+                part = estimator_chunk(kernel, loss, z[:, piece], v[:, :, piece], fd_eps)
+                est_sums.add(part)
+                g_est = part.grad if g_est is None else [a.add_(b) for a, b in zip(g_est, part.grad)]
     if grads is not None:
         grads = [g / points for g in grads]
     g_ism = [g[0] for g in grads] if want_ism else None

@@ -1,12 +1,14 @@
 """Runs of the sliced and finite-difference objectives end to end in-process, and their settings' checks."""
 
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dsmexp import artifacts, training
 from dsmexp.config import ConfigError, validate
-from tests.conftest import TINY, make_cfg
+from tests.conftest import TINY, make_cfg, run_cli
 
 EST_COLUMNS = ("norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est", "grad_cos_est")
 
@@ -77,3 +79,15 @@ def test_bad_estimator_settings_get_one_line(override, message):
     with pytest.raises(ConfigError) as err:
         validate(make_cfg("loss=ssm", override))
     assert str(err.value) == message
+
+
+@pytest.mark.slow
+def test_command_line_trains_each_estimator_and_a_custom_module(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    for loss in ("ssm", "ssm_vr", "fd_ssm"):
+        run_cli(*TINY, f"loss={loss}", "sigma=0", f"hydra.run.dir=outputs/{loss}", cwd=tmp_path)
+        m = artifacts.read_metrics(tmp_path / "outputs" / loss / "metrics.csv")
+        np.testing.assert_array_equal(m["loss"], m["loss_est"])
+    run_cli(*TINY, "model=custom", "model.target=tests.user_modules.ResidualMLP", "loss=ssm_vr",
+            "hydra.run.dir=outputs/custom", cwd=tmp_path, env={"PYTHONPATH": str(root)})
+    assert json.loads((tmp_path / "outputs" / "custom" / "summary.json").read_text())["status"] == "completed"
