@@ -94,6 +94,7 @@ class Timing:
     by_width: dict[str, dict[str, float]]  # loss -> {"w1-w2": median ms per step} at width_dim
     width_dim: int
     threads: int
+    variance: dict[str, dict[int, dict[str, float]]]  # loss -> {d: {"estimator", "exact"}} on the same z
 
     @classmethod
     def load(cls, sweep_dir: Path) -> Timing | None:
@@ -101,7 +102,9 @@ class Timing:
         if raw is None:
             return None
         by_d = {loss: {int(d): ms for d, ms in row.items()} for loss, row in raw["by_d"].items()}
-        return cls(by_d, raw["by_width"], raw["width_dim"], raw["threads"])
+        variance = {loss: {int(d): v for d, v in row.items()}
+                    for loss, row in raw.get("variance", {}).items()}
+        return cls(by_d, raw["by_width"], raw["width_dim"], raw["threads"], variance)
 
     def ms(self, loss: str, dim: int) -> float:
         return self.by_d.get(loss, {}).get(dim, math.nan)
@@ -140,7 +143,10 @@ def verdicts(study: Study, timing: Timing | None = None) -> list[Verdict]:
     return [v for v in (Verdict.at(study, d, timing) for d in dims) if v is not None]
 
 
-def _fmt(value: float | None, spec: str = ".3g") -> str:
+def _fmt(value, spec: str = ".3g") -> str:
+    """A number, or a same-points variance pair as `estimator (ratio to exact)`."""
+    if isinstance(value, dict):
+        return f"{value['estimator']:.3g} ({value['estimator'] / value['exact']:.3g}x)"
     return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
 
 
@@ -215,7 +221,13 @@ def report_text(study: Study, timing: Timing | None, figures: list[str]) -> str:
         lines += timing_tables(timing, losses)
     lines += ["In the training runs themselves (median of each run's step times, jobs side by side):", ""]
     lines += per_dim_table(study, losses, lambda r: r.ms_per_step, ".2f")
-    lines += ["## Per-point variance of the fitting term (median over the second half of training)", ""]
+    if timing is not None and timing.variance:
+        lines += ["## Per-point variance of the fitting term at the final network, on the same points", "",
+                  "Each run's final network takes one step with every diagnostic on: its objective's fitting "
+                  "term and the exact trace div s on the same z. Estimator variance / exact-trace variance "
+                  "in brackets.", ""]
+        lines += per_dim_table(study, losses, lambda r: timing.variance.get(r.loss, {}).get(r.dim), "")
+    lines += ["## Per-point variance of the fitting term during training (median, second half)", ""]
     lines += per_dim_table(study, losses, lambda r: r.variance, ".3g")
     lines += ["## esm_data_rel at the end of training", ""]
     lines += per_dim_table(study, losses, lambda r: r.final_rel, ".4f")
@@ -236,7 +248,7 @@ def build_study_report(sweep_dir: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     names = []
     for name, fig in (("figure5", figure5(study, timing)), ("figure6", figure6(study)),
-                      ("figure7", figure7(study))):
+                      ("figure7", figure7(study, timing))):
         save(fig, out, name)
         names.append(name)
     path = out / "report.md"

@@ -104,20 +104,37 @@ def figure6(study: Study) -> Figure:
     return fig
 
 
-def figure7(study: Study) -> Figure:
-    """Per-point variance of each objective's fitting term against d (log-log); exact ISM is the trace."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.3))
+def figure7(study: Study, timing: Timing | None = None) -> Figure:
+    """Left: per-point variance of each objective's fitting term against d, with the exact trace div s.
+    Right: that variance over the exact trace's on the same points and network (timing.json)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2))
     dims = sorted({d for _, d in study})
+    same = timing.variance if timing is not None else {}
     for loss, runs in _by_loss(study).items():
-        points = [(r.dim, r.variance) for r in runs if np.isfinite(r.variance) and r.variance > 0]
+        if same.get(loss):
+            points = sorted((d, v["estimator"]) for d, v in same[loss].items())
+        else:
+            points = [(r.dim, r.variance) for r in runs if np.isfinite(r.variance) and r.variance > 0]
         if not points:
             continue
         style = dict(color="black", ls="--", lw=1.4) if loss == "ism" else dict(color=COLOR[loss])
         label = "exact trace div s (ISM)" if loss == "ism" else _label(runs[0])
-        ax.plot(*zip(*points), marker=MARKER[loss], label=label, **style)
-    ax.set_yscale("log")
-    _dim_axis(ax, dims)
-    ax.set(xlabel="dimension d", ylabel="per-point variance of the fitting term",
-           title="Figure 7: estimator variance against dimension")
-    ax.legend(loc="best")
+        left.plot(*zip(*points), marker=MARKER[loss], label=label, **style)
+        if same.get(loss) and loss != "ism":
+            ratio = sorted((d, v["estimator"] / v["exact"]) for d, v in same[loss].items())
+            right.plot(*zip(*ratio), marker=MARKER[loss], color=COLOR[loss], label=_label(runs[0]))
+    where = "each run's final network" if same else "median over the second half of training"
+    left.set(yscale="log", xlabel="dimension d", ylabel="per-point variance of the fitting term",
+             title=f"fitting-term variance ({where})")
+    _dim_axis(left, dims)
+    left.legend(loc="best")
+    if same:
+        right.axhline(1.0, color="black", ls="--", lw=1.0, label="exact trace")
+        right.set(yscale="log", xlabel="dimension d", ylabel="variance / exact trace's, same z",
+                  title="noise the estimator adds to the exact trace")
+        _dim_axis(right, dims)
+        right.legend(loc="best")
+    else:
+        _missing(right, "same-points variance (timing.json)")
+    fig.suptitle("Figure 7: estimator variance against dimension", fontsize=11)
     return fig

@@ -1,8 +1,13 @@
-"""Figure 5's timings, measured in one process so that load from other processes hits every objective
-alike: for each d, one Trainer per objective built from the study's own config, their training steps
-taken round robin (warm-up first), and the median milliseconds per step kept. The exact trace against
-the network's width is timed the same way at d = 512 for exact ISM and SSM-VR. Results go to
-timing.json in the study's sweep directory; the figures read that file.
+"""Measurements made after training, in one process, into timing.json in the study's sweep directory
+(the figures read that file):
+
+- Figure 5: for each d, one Trainer per objective built from the study's own config, their training
+  steps taken round robin (warm-up first) on one thread, so that load from other processes hits every
+  objective alike; the median milliseconds per step. The exact trace against the network's width is
+  timed the same way at d = 512 for exact ISM and SSM-VR.
+- Figure 7: each run's final network (checkpoint.pt) takes one step with every diagnostic on, so its
+  estimator's fitting term and the exact trace div s are computed on the same points z: their per-point
+  variances (standard error squared times the values averaged), as the paper compares DSM with ISM.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from dsmexp import artifacts
+from dsmexp.artifacts import COLUMNS
 from dsmexp.config import CONF_DIR, register_configs
+from dsmexp.sweeps import load_runs
 from dsmexp.training import Trainer, prepare_cpu
 
 TIMING_FILE = "timing.json"
@@ -54,9 +63,10 @@ def trainers(profile: str, losses: list[str], dim: int, *overrides: str) -> dict
 
 
 def measure(profile: str, dims: list[int], losses: list[str], repeats: int, warmup: int,
-            overrides: list[str] = (), widths: tuple[tuple[int, int], ...] = WIDTHS) -> dict:
+            overrides: list[str] = (), widths: tuple[tuple[int, int], ...] = WIDTHS,
+            threads: int = 1) -> dict:
     """{"by_d": {loss: {d: ms}}, "by_width": {loss: {"w1-w2": ms}}, ...} for the study's settings."""
-    prepare_cpu()
+    prepare_cpu(threads)
     by_d: dict[str, dict[str, float]] = {loss: {} for loss in losses}
     for dim in dims:
         timed = trainers(profile, losses, dim, *overrides)
@@ -71,6 +81,27 @@ def measure(profile: str, dims: list[int], losses: list[str], repeats: int, warm
             by_width.setdefault(loss, {})[f"{first}-{second}"] = ms
     return {"by_d": by_d, "by_width": by_width, "width_dim": WIDTH_DIM, "repeats": repeats, "warmup": warmup,
             "threads": torch.get_num_threads(), "profile": profile}
+
+
+def same_points_variance(sweep_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """{loss: {d: {"estimator": v, "exact": v}}}: per-point variances at each run's final network."""
+    prepare_cpu(1)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for run in load_runs(sweep_dir):
+        state = artifacts.load_checkpoint(run.run_dir / artifacts.CHECKPOINT_FILE)
+        if state is None or run.status != "completed":
+            continue
+        cfg = OmegaConf.load(run.run_dir / ".hydra" / "config.yaml")
+        cfg.diagnostics_every, cfg.eval_every, cfg.steps = 1, 0, 1_000_000
+        trainer = Trainer(cfg, Path(tempfile.gettempdir()))
+        trainer.model.load_state_dict(state["model"])
+        row = dict(zip(COLUMNS[1:], trainer.step(0).tolist()))
+        points = cfg.dataset.n_samples * (cfg.noise_samples if cfg.sigma > 0 else 1)
+        column, count = {"ism": ("fit_ism_se", 1), "dsm_s": ("fit_dsm_se", 1)}.get(
+            run.loss, ("fit_est_se", cfg.projections))
+        out.setdefault(run.loss, {})[str(cfg.dataset.dim)] = {
+            "estimator": row[column] ** 2 * points * count, "exact": row["fit_ism_se"] ** 2 * points}
+    return out
 
 
 def write_timing(sweep_dir: Path, result: dict) -> Path:

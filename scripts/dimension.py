@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dsmexp.dimension import DIMS, OBJECTIVES, build_study_report, write_pilot_table
-from dsmexp.dimension_timing import measure, read_timing, write_timing
+from dsmexp.dimension_timing import measure, read_timing, same_points_variance, write_timing
 
 PROFILES = {"quick": "dimension_quick", "paper": "paper", "smoke": "smoke"}
 TIMING_REPEATS = {"quick": (15, 3), "paper": (15, 3), "smoke": (2, 1)}  # measured steps, warm-up steps
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.retime or read_timing(sweep_dir) is None:
         print(f"== timing {csv(losses)} at d = {csv(dims)} in one process", flush=True)
         timing = measure(PROFILES[args.profile], dims, losses, repeats, warmup, args.overrides)
+        timing["variance"] = same_points_variance(sweep_dir)
         write_timing(sweep_dir, timing)
     out = args.out or Path("outputs") / "figures" / f"dimension-{args.profile}"
     report = build_study_report(sweep_dir, out)
