@@ -192,7 +192,8 @@ def answer_table(study: Study, losses: list[str], timing: Timing | None) -> list
 
 def timing_tables(timing: Timing, losses: list[str]) -> list[str]:
     dims = sorted({d for row in timing.by_d.values() for d in row})
-    lines = [f"Measured in one process, objectives interleaved step by step ({timing.threads} threads; "
+    threads = f"{timing.threads} thread{'s' if timing.threads != 1 else ''}"
+    lines = [f"Measured in one process, objectives interleaved step by step ({threads}; medians; "
              "dsmexp.dimension_timing, timing.json):", ""]
     lines += markdown_table(["objective", *(f"d = {d}" for d in dims)],
                             [[LABEL[loss], *(_fmt(timing.ms(loss, d), ".2f") for d in dims)]

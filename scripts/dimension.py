@@ -21,7 +21,7 @@ from dsmexp.dimension import DIMS, OBJECTIVES, build_study_report, write_pilot_t
 from dsmexp.dimension_timing import measure, read_timing, same_points_variance, write_timing
 
 PROFILES = {"quick": "dimension_quick", "paper": "paper", "smoke": "smoke"}
-TIMING_REPEATS = {"quick": (15, 3), "paper": (15, 3), "smoke": (2, 1)}  # measured steps, warm-up steps
+TIMING_REPEATS = {"quick": (40, 5), "paper": (40, 5), "smoke": (2, 1)}  # measured steps, warm-up steps
 PILOT_SIGMAS, PILOT_DIMS = (0.01, 0.02, 0.05, 0.1, 0.2), (2, 8, 32)
 ISM_FAMILY = ("ism", "ssm_vr", "ssm", "fd_ssm")
 
