@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--dims={args.dims}: must be comma-separated integers >= 2")
     losses = args.losses.split(",")
     unknown = sorted(set(losses) - set(OBJECTIVES))
-    if unknown or min(dims) < 2:
-        parser.error(f"--losses must be a subset of {csv(OBJECTIVES)} and --dims integers >= 2")
+    if unknown:
+        parser.error(f"--losses={args.losses}: {csv(unknown)} unknown; must be a subset of {csv(OBJECTIVES)}")
+    if min(dims) < 2:
+        parser.error(f"--dims={args.dims}: every d must be >= 2 (the half-moon lies in a 2-D plane of R^d)")
     profile = [f"+profile={PROFILES[args.profile]}", *launcher_overrides(args.launcher), *args.overrides]
     sweeps = Path("outputs") / "sweeps"
     started = time.perf_counter()
