@@ -11,7 +11,7 @@ SLURM_STATE ?= $(CURDIR)/outputs/slurm
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sweep figures results bench lint clean slurm-up slurm-down
+.PHONY: install run test sweep figures results dimension bench lint clean slurm-up slurm-down
 
 # While the cluster started by `make slurm-up` runs, every target talks to it (unless SLURM_CONF is set).
 ifneq ($(wildcard $(SLURM_STATE)/slurmctld.pid),)
@@ -42,6 +42,9 @@ figures: install
 # docs/results/: the paper profile (seed 0) and the quick profile over 5 seeds, from saved runs where present
 results: install
 	$(PY) scripts/results.py $(ARGS)
+
+dimension: install
+	$(PY) scripts/dimension.py --profile $(PROFILE) $(ARGS)
 
 bench: install
 	$(PY) scripts/bench.py $(ARGS)

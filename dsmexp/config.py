@@ -20,7 +20,8 @@ from dsmexp.trackers import check_logger
 _PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
 CONF_DIR = str(_PACKAGED_CONF if _PACKAGED_CONF.is_dir() else _PACKAGED_CONF.parent.parent / "conf")
 ACTIVATIONS = ("tanh", "silu", "softplus", "sigmoid")
-LOSSES = ("ism", "dsm", "dsm_s")
+LOSSES = ("ism", "dsm", "dsm_s", "ssm", "ssm_vr", "fd_ssm")
+PROJECTIONS = ("rademacher", "gaussian", "sphere")
 SIGMA_RANGE = (1e-15, 1e15)  # sigma^2 and 1/sigma^2 stay inside float32's range
 MAX_GRID_SIZE = 1024  # score_field.npz: up to 1024^2 points (the model runs on all of them at once)
 
@@ -30,6 +31,7 @@ class HalfMoonConfig:
     name: str = "half_moon"
     n_samples: int = 1000
     noise: float = 0.05
+    dim: int = 2
 
 
 @dataclass
@@ -38,6 +40,7 @@ class SwissRollConfig:
     n_samples: int = 1000
     noise: float = 0.5
     scale: float = 0.1
+    dim: int = 2
 
 
 @dataclass
@@ -48,9 +51,24 @@ class GaussianConfig:
     mean: Any = 0.0
     scale: Any = 1.0
     cov: Any = None
+    condition: float = 1.0
+    rotate: bool = False
 
 
-DATASET_SCHEMAS = {"half_moon": HalfMoonConfig, "swiss_roll": SwissRollConfig, "gaussian": GaussianConfig}
+@dataclass
+class GMMConfig:
+    name: str = "gmm"
+    n_samples: int = 1000
+    dim: int = 2
+    components: int = 8
+    means: Any = None
+    spread: float = 2.0
+    weights: Any = None
+    scale: Any = 0.5
+
+
+DATASET_SCHEMAS = {"half_moon": HalfMoonConfig, "swiss_roll": SwissRollConfig, "gaussian": GaussianConfig,
+                   "gmm": GMMConfig}
 
 
 @dataclass
@@ -66,6 +84,15 @@ class MLPConfig:
 
 
 @dataclass
+class CustomModelConfig:
+    """Any torch nn.Module mapping (n, d) points to (n, d) scores, built as target(**kwargs)."""
+
+    name: str = "custom"
+    target: str = MISSING
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class OptimizerConfig:
     name: str = MISSING
     lr: float = 1e-3
@@ -78,10 +105,13 @@ class OptimizerConfig:
 class Config:
     dataset: Any = MISSING
     loss: LossConfig = MISSING
-    model: MLPConfig = MISSING
+    model: Any = MISSING
     optimizer: OptimizerConfig = MISSING
     sigma: float = 0.01
     noise_samples: int = 100
+    projections: int = 1
+    projection: str = "rademacher"
+    fd_eps: float = 0.1
     steps: int = 2500
     seed: int = 0
     device: str = "auto"
@@ -115,6 +145,7 @@ def register_configs() -> None:
         cs.store(group="schema/dataset", name=name, node=schema)
     cs.store(group="schema/loss", name="loss", node=LossConfig)
     cs.store(group="schema/model", name="mlp", node=MLPConfig)
+    cs.store(group="schema/model", name="custom", node=CustomModelConfig)
     cs.store(group="schema/optimizer", name="optimizer", node=OptimizerConfig)
     if not OmegaConf.has_resolver("dirname"):
         OmegaConf.register_new_resolver("dirname", run_dirname)
@@ -192,8 +223,15 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"sigma=0 with loss={cfg.loss.name}: DSM needs sigma > 0 "
               "(its target is -eps/sigma); use loss=ism to train on clean data", sweep_skippable=True)
     _check(cfg.seed >= 0, f"seed={cfg.seed}: must be >= 0")
-    for key in ("noise_samples", "steps", "diagnostics_every", "checkpoint_every", "eval_samples"):
+    for key in ("noise_samples", "steps", "checkpoint_every", "eval_samples"):
         _check(cfg[key] >= 1, f"{key}={cfg[key]}: must be >= 1")
+    _check(cfg.diagnostics_every >= 0,
+           f"diagnostics_every={cfg.diagnostics_every}: must be >= 0 (0: the trained objective only)")
+    _check(cfg.projections >= 1,
+           f"projections={cfg.projections}: must be >= 1 (projection vectors per point)")
+    _check(cfg.projection in PROJECTIONS,
+           f"projection={cfg.projection}: must be one of {', '.join(PROJECTIONS)}")
+    _check(cfg.fd_eps > 0, f"fd_eps={cfg.fd_eps}: must be > 0 (radius of the finite-difference step)")
     _check(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: last step only)")
     _check(2 <= cfg.grid_size <= MAX_GRID_SIZE,
            f"grid_size={cfg.grid_size}: must be between 2 and {MAX_GRID_SIZE}")
@@ -205,9 +243,9 @@ def validate(cfg: DictConfig) -> None:
     problem = check_logger(cfg.logger)
     if problem:
         _fail(problem)
-    _validate_model(cfg.model)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)
+    _validate_model(cfg.model, int(cfg.dataset.get("dim", 2)))
 
 
 def _validate_keys(cfg: DictConfig) -> None:
@@ -256,13 +294,29 @@ def _validate_device(device: str) -> None:
               "use device=cpu or device=auto")
 
 
-def _validate_model(model: DictConfig) -> None:
+def _validate_model(model: DictConfig, dim: int) -> None:
+    if model.name == "custom":
+        _validate_custom_model(model, dim)
+        return
+    _check(model.name == "mlp", f"model={model.name}: must be mlp or custom")
     _check(model.activation in ACTIVATIONS,
            f"model.activation={model.activation}: must be one of {', '.join(ACTIVATIONS)} "
            "(ISM differentiates the divergence, so the activation needs a second derivative)")
     hidden = list(model.hidden)
     _check(all(h >= 1 for h in hidden),
            f"model.hidden={hidden}: must be a list of positive widths ([] is a linear score model)")
+
+
+def _validate_custom_model(model: DictConfig, dim: int) -> None:
+    """Import, build and call the user's module once on a few points: one line for each way it fails."""
+    from dsmexp.models import CustomModelError, build_custom
+
+    _check(not OmegaConf.is_missing(model, "target"),
+           "model.target: missing; model=custom needs model.target=package.module.Class")
+    try:
+        build_custom(model.target, OmegaConf.to_container(model.kwargs), dim, check=True)
+    except CustomModelError as err:
+        _fail(str(err))
 
 
 def _validate_optimizer(opt: DictConfig) -> None:
@@ -277,12 +331,17 @@ def _validate_optimizer(opt: DictConfig) -> None:
 def _validate_dataset(ds: DictConfig) -> None:
     name = ds.name
     _check(ds.n_samples >= 2, f"dataset.n_samples={ds.n_samples}: must be >= 2")
+    _check(name in DATASET_SCHEMAS, f"dataset={name}: must be one of {', '.join(DATASET_SCHEMAS)}")
     if name in ("half_moon", "swiss_roll"):
         _check(ds.noise >= 0, f"dataset.noise={ds.noise}: must be >= 0")
+        _check(ds.dim >= 2, f"dataset.dim={ds.dim}: must be >= 2 (the {name} curve lies in a 2-D plane "
+               "of R^dim; 2 is the curve in its own coordinates)")
     if name == "swiss_roll":
         _check(ds.scale > 0, f"dataset.scale={ds.scale}: must be > 0")
     if name == "gaussian":
         _validate_gaussian(ds)
+    if name == "gmm":
+        _validate_gmm(ds)
 
 
 def _validate_gaussian(ds: DictConfig) -> None:
@@ -302,3 +361,26 @@ def _validate_gaussian(ds: DictConfig) -> None:
         symmetric = torch.allclose(cov, cov.T)
         _check(symmetric and bool(torch.linalg.eigvalsh(cov).min() > 0),
                "dataset.cov: must be symmetric positive definite")
+    _check(ds.condition >= 1, f"dataset.condition={ds.condition}: must be >= 1 (1 keeps the variances)")
+    _check(ds.cov is None or ds.condition == 1,
+           f"dataset.condition={ds.condition}: applies to the diagonal from dataset.scale; "
+           "leave it at 1 with an explicit dataset.cov")
+
+
+def _validate_gmm(ds: DictConfig) -> None:
+    dim, k = ds.dim, ds.components
+    _check(dim >= 1, f"dataset.dim={dim}: must be >= 1")
+    _check(k >= 1, f"dataset.components={k}: must be >= 1")
+    _check(ds.spread >= 0, f"dataset.spread={ds.spread}: must be >= 0")
+    if ds.means is not None:
+        ok = isinstance(ds.means, ListConfig) and len(ds.means) == k and all(
+            isinstance(row, ListConfig) and len(row) == dim for row in ds.means)
+        _check(ok, f"dataset.means: must be null (drawn from the seed) or a list of "
+               f"dataset.components={k} lists of dataset.dim={dim} numbers")
+    if ds.weights is not None:
+        ok = isinstance(ds.weights, ListConfig) and len(ds.weights) == k and all(w > 0 for w in ds.weights)
+        _check(ok, f"dataset.weights={ds.weights}: must be null (uniform) or a list of "
+               f"dataset.components={k} positive numbers")
+    scales = list(ds.scale) if isinstance(ds.scale, ListConfig) else [ds.scale]
+    _check(len(scales) in (1, k) and all(isinstance(s, (int, float)) and s > 0 for s in scales),
+           f"dataset.scale={ds.scale}: must be a positive number or a list of dataset.components={k} of them")

@@ -1,8 +1,9 @@
 """Exact divergence of the score network, div s = Tr(ds/dz) (the ISM fitting term, Eq. 8), and the
 parameter gradients (vector-Jacobian products) of any combination of <s, c> and div s.
 
-Points are feature-major: z has shape (d, n). Two kernels share one interface (prepare once per step,
-then forward and backward per chunk):
+Points are feature-major: z has shape (d, n). Every kernel shares one interface: prepare once per step,
+then per chunk forward (with or without div) and backward, plus directional (s and the Jacobian-vector
+products J v that the sliced estimators of dsmexp/estimators.py need) and parameters. Here:
 
 - TwoLayerKernel, for MLPs with two hidden layers (the paper's 16-32 network), is written out by hand.
   With s = W3 a2 + b3, a2 = phi(W2 a1 + b2), a1 = phi(W1 z + b1) and D_l = phi'(h_l),
@@ -11,7 +12,10 @@ then forward and backward per chunk):
   a bilinear form whose cost does not grow with d. Forward and reverse passes are explicit.
 - TangentKernel, for any depth (hidden=[] is a linear model), carries d forward-mode tangent columns
   through the network and lets autograd differentiate them. It is exact too, and the reference for
-  the fast kernel in the tests.
+  the fast kernels in the tests.
+
+Other depths use the chain-product trace of dsmexp/chain_trace.py (cost independent of d), and any other
+nn.Module the torch.func kernel of dsmexp/module_kernel.py; make_kernel picks.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dsmexp.models import Activation, ScoreMLP
 
@@ -29,7 +33,7 @@ class Forward:
     """What a kernel's forward pass leaves for its backward pass."""
 
     s: Tensor  # (d, n) score
-    div: Tensor  # (n,) exact divergence
+    div: Tensor | None  # (n,) exact divergence (None when not asked for)
     saved: tuple = field(default_factory=tuple)
 
 
@@ -58,8 +62,10 @@ def two_layer_weights(model: ScoreMLP) -> TwoLayerWeights:
                            w3.T.contiguous(), bmat, cmat, cmat.T.contiguous())
 
 
-def two_layer_forward(w: TwoLayerWeights, act: Activation, z: Tensor) -> Forward:
-    """s, the exact divergence, and what the reverse pass needs, for points z (d, n)."""
+def two_layer_forward(w: TwoLayerWeights, act: Activation, z: Tensor, with_div: bool = True) -> Forward:
+    """s, the exact divergence, and what the reverse pass needs, for points z (d, n).
+
+    with_div=False skips the divergence (the reverse pass then takes div_row=None only)."""
     h1 = torch.addmm(w.b1, w.w1, z)
     a1 = act.fn(h1)
     d1 = act.slope(h1, a1)
@@ -67,10 +73,12 @@ def two_layer_forward(w: TwoLayerWeights, act: Activation, z: Tensor) -> Forward
     a2 = act.fn(h2)
     d2 = act.slope(h2, a2)
     s = torch.addmm(w.b3, w.w3, a2)
+    keep = act.uses_preactivation
+    if not with_div:
+        return Forward(s, None, (z, h1 if keep else None, a1, d1, h2 if keep else None, a2, d2, None, None))
     u = w.cmat @ d1  # d(div)/d(D2), (n2, n)
     v = w.cmatt @ d2  # d(div)/d(D1), (n1, n)
     div = (d1 * v).sum(0)  # = sum_k D2_k u_k, through the narrower layer
-    keep = act.uses_preactivation
     return Forward(s, div, (z, h1 if keep else None, a1, d1, h2 if keep else None, a2, d2, u, v))
 
 
@@ -110,11 +118,28 @@ class TwoLayerKernel:
         """Read the current weights; call once per step, after the optimiser has moved them."""
         self.weights = two_layer_weights(self.model)
 
-    def forward(self, z: Tensor) -> Forward:
-        return self._forward(self.weights, self.act, z)
+    def forward(self, z: Tensor, with_div: bool = True) -> Forward:
+        return self._forward(self.weights, self.act, z, with_div)
 
     def backward(self, fwd: Forward, s_bar: Tensor, div_row: int | None) -> list[Tensor]:
         return self._backward(self.weights, self.act, fwd, s_bar, div_row)
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.model.parameters())
+
+    def directional(self, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        return mlp_directional(self.model, z, v)
+
+    def sliced_forward(self, z: Tensor, v: Tensor):
+        """s and v^T J v by hand (dsmexp/sliced_two_layer.py): the sliced estimators' fast path."""
+        from dsmexp.sliced_two_layer import sliced_forward
+
+        return sliced_forward(self.weights, self.act, z, v)
+
+    def sliced_backward(self, fwd, s_bar: Tensor, weight: float) -> list[Tensor]:
+        from dsmexp.sliced_two_layer import sliced_backward
+
+        return sliced_backward(self.weights, self.act, fwd, s_bar, weight)
 
 
 class TangentKernel:
@@ -127,8 +152,11 @@ class TangentKernel:
     def prepare(self) -> None:
         """Nothing to precompute: autograd reads the parameters directly."""
 
-    def forward(self, z: Tensor) -> Forward:
+    def forward(self, z: Tensor, with_div: bool = True) -> Forward:
         layers = self.model.layers
+        if not with_div:
+            with torch.enable_grad():
+                return Forward(self.model(z.T).T, None)
         with torch.enable_grad():
             a = z.T  # (n, d)
             tangent = None  # (n, d, width): d(a)/d(z_i) for each input direction i
@@ -148,19 +176,54 @@ class TangentKernel:
         return Forward(s.T, div)
 
     def backward(self, fwd: Forward, s_bar: Tensor, div_row: int | None) -> list[Tensor]:
-        params = list(self.model.parameters())
-        rows = []
-        for r in range(s_bar.shape[0]):
-            objective = (fwd.s * s_bar[r]).sum()
-            if r == div_row:
-                objective = objective + fwd.div.sum()
-            rows.append(torch.autograd.grad(objective, params, retain_graph=r < s_bar.shape[0] - 1))
-        return [torch.stack(g) for g in zip(*rows)]
+        return autograd_backward(list(self.model.parameters()), fwd, s_bar, div_row)
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.model.parameters())
+
+    def directional(self, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        return mlp_directional(self.model, z, v)
+
+
+def autograd_backward(params: list[Tensor], fwd: Forward, s_bar: Tensor, div_row: int | None) -> list[Tensor]:
+    """Gradients of sum_points <s, s_bar[r]> (+ div s when r == div_row), one autograd pass per row r."""
+    rows = []
+    for r in range(s_bar.shape[0]):
+        objective = (fwd.s * s_bar[r]).sum()
+        if r == div_row:
+            objective = objective + fwd.div.sum()
+        rows.append(torch.autograd.grad(objective, params, retain_graph=r < s_bar.shape[0] - 1,
+                                        allow_unused=True, materialize_grads=True))
+    return [torch.stack(g) for g in zip(*rows)]
+
+
+def mlp_directional(model: ScoreMLP, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """s(z) (d, n) and the Jacobian-vector products J v (K, d, n) for K tangents v (K, d, n), by
+    carrying the tangents forward through the layers (forward mode by hand); differentiable in the
+    parameters by autograd."""
+    act = model.activation
+    a, t = z, v
+    for layer in model.layers[:-1]:
+        h = torch.addmm(layer.bias[:, None], layer.weight, a)
+        a = act.fn(h)
+        t = act.slope(h, a) * (layer.weight @ t)
+    last = model.layers[-1]
+    return torch.addmm(last.bias[:, None], last.weight, a), last.weight @ t
 
 
 Kernel = TwoLayerKernel | TangentKernel
 
 
-def make_kernel(model: ScoreMLP, compile: bool = False) -> Kernel:
-    """The fastest exact kernel for this network (torch.compile'd when asked and it applies)."""
-    return TwoLayerKernel(model, compile) if len(model.hidden) == 2 else TangentKernel(model, compile)
+def make_kernel(model: nn.Module, compile: bool = False) -> Kernel:
+    """The fastest exact kernel for this network: the hand-written bilinear form for two hidden layers
+    (torch.compile'd when asked), the chain-product trace of dsmexp/chain_trace.py for other depths, and
+    for any other nn.Module the torch.func kernel of dsmexp/module_kernel.py."""
+    if not isinstance(model, ScoreMLP):
+        from dsmexp.module_kernel import ModuleKernel
+
+        return ModuleKernel(model, compile)
+    if len(model.hidden) == 2:
+        return TwoLayerKernel(model, compile)
+    from dsmexp.chain_trace import ChainKernel
+
+    return ChainKernel(model, compile)

@@ -3,7 +3,9 @@
 - esm: 0.5 mean |s(z) - grad log q_sigma(z)|^2, z ~ q_sigma (the loss ISM and DSM estimate up to a constant);
 - esm_data: 0.5 mean |s(x) - grad log p_data(x)|^2, x ~ p_data (distance to the clean data score: for
   sigma > 0 this is the bias the paper discusses);
-- esm_emp: as esm, against the empirical training-set mixture at sigma (the finite-data DSM optimum).
+- esm_emp: as esm, against the empirical training-set mixture at sigma (the finite-data DSM optimum);
+- esm_rel, esm_data_rel: esm and esm_data divided by mean |reference score|^2 on the same held-out
+  points (z for esm, x for esm_data), so that numbers compare across dimensions (s = 0 scores 0.5).
 
 The held-out points and their reference scores are computed once per run; one evaluation is then a
 forward pass over 2 x eval_samples points. A reference that does not exist is NaN.
@@ -25,7 +27,8 @@ from dsmexp.reference import ReferenceUnavailable, empirical_score, reference_sc
 
 log = logging.getLogger(__name__)
 
-EVAL_METRICS = ("esm", "esm_data", "esm_emp")
+EVAL_METRICS = ("esm", "esm_data", "esm_emp", "esm_rel", "esm_data_rel")
+RELATIVE = {"esm_rel": "esm", "esm_data_rel": "esm_data"}  # column: the esm it divides
 
 
 def _or_nan(compute, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -53,11 +56,14 @@ class HeldOut:
         as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         self.x, self.z = as_tensor(x), as_tensor(z)
         self.refs = {k: torch.as_tensor(v, dtype=torch.float64, device=device) for k, v in refs.items()}
+        self.ref_power = {k: (self.refs[k] ** 2).sum(1).mean() for k in RELATIVE.values()}
         self.setup_seconds = time.perf_counter() - started
 
     @torch.no_grad()
     def esm(self, model: ScoreMLP) -> Tensor:
-        """(esm, esm_data, esm_emp) as a float64 tensor on the model's device, without a host sync."""
+        """EVAL_METRICS as a float64 tensor on the model's device, without a host sync."""
         s_z, s_x = model(self.z).double(), model(self.x).double()
         points = {"esm": s_z, "esm_data": s_x, "esm_emp": s_z}
-        return torch.stack([0.5 * ((points[k] - self.refs[k]) ** 2).sum(1).mean() for k in EVAL_METRICS])
+        values = {k: 0.5 * ((points[k] - self.refs[k]) ** 2).sum(1).mean() for k in points}
+        values |= {rel: values[k] / self.ref_power[k] for rel, k in RELATIVE.items()}
+        return torch.stack([values[k] for k in EVAL_METRICS])

@@ -46,7 +46,7 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> dict | None:
         stored, what = (state["config"] if state else None), "checkpoint.pt"
     if stored is None:
         return None
-    stored = {k: v for k, v in stored.items() if k not in NON_RESULT_KEYS}
+    stored = _with_dataset_defaults({k: v for k, v in stored.items() if k not in NON_RESULT_KEYS})
     current = result_config(cfg)
     defaults = _schema_defaults()
     # a key the stored run predates counts as its default value (runs stay valid as the schema grows)
@@ -57,6 +57,17 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> dict | None:
             f"{run_dir} holds a run with other settings ({', '.join(differing)} differ, per its {what}); "
             "pass overwrite=true to replace it, or choose another hydra.run.dir / hydra.sweep.dir")
     return summary if summary is not None and summary["status"] in artifacts.FINISHED else None
+
+
+def _with_dataset_defaults(stored: dict) -> dict:
+    """A stored config whose dataset group predates a dataset key gets that key's schema default."""
+    from dsmexp.config import DATASET_SCHEMAS
+
+    dataset = stored.get("dataset")
+    if not isinstance(dataset, dict) or dataset.get("name") not in DATASET_SCHEMAS:
+        return stored
+    defaults = OmegaConf.to_container(OmegaConf.structured(DATASET_SCHEMAS[dataset["name"]]))
+    return stored | {"dataset": defaults | dataset}
 
 
 def _schema_defaults() -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -84,3 +86,60 @@ class ScoreMLP(nn.Module):
         for layer in self.layers[:-1]:
             z = self.activation.fn(layer(z))
         return self.layers[-1](z)
+
+
+class CustomModelError(ValueError):
+    """A model=custom setting that cannot give a score network (one line naming model.target)."""
+
+
+def build_custom(target: str, kwargs: dict, dim: int, check: bool = False) -> nn.Module:
+    """target(**kwargs) for a dotted path `package.module.Class` to a torch nn.Module subclass.
+
+    `dim` is passed as the keyword `dim` when the constructor takes one and kwargs does not set it.
+    check=True also calls the module on three points and requires an (n, d) = (3, dim) output.
+    """
+    module_name, _, attr = target.rpartition(".")
+    if not module_name:
+        raise CustomModelError(f"model.target={target}: must be a dotted path package.module.Class")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise CustomModelError(f"model.target={target}: cannot be imported ({err})") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CustomModelError(f"model.target={target}: is not a torch nn.Module class")
+    kwargs = dict(kwargs)
+    try:
+        if "dim" not in kwargs and "dim" in inspect.signature(cls).parameters:
+            kwargs["dim"] = dim
+    except (TypeError, ValueError):  # no introspectable signature
+        pass
+    try:
+        model = cls(**kwargs)
+    except Exception as err:
+        raise CustomModelError(f"model.target={target}: building it with model.kwargs={kwargs} failed "
+                               f"({type(err).__name__}: {err})".splitlines()[0]) from None
+    if check:
+        _check_output(model, target, dim)
+    return model
+
+
+def _check_output(model: nn.Module, target: str, dim: int) -> None:
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(3, dim))
+    except Exception as err:
+        raise CustomModelError(f"model.target={target}: calling it on (3, {dim}) points failed "
+                               f"({type(err).__name__}: {err})".splitlines()[0]) from None
+    shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+    if shape != (3, dim):
+        raise CustomModelError(f"model.target={target}: returns {shape} for (3, {dim}) points; a score "
+                               f"model must map (n, d) points to (n, d) scores")
+
+
+def build_model(cfg, dim: int) -> nn.Module:
+    """The score network a run's model config asks for: ScoreMLP, or any nn.Module (model=custom)."""
+    if cfg.name == "custom":
+        from omegaconf import OmegaConf
+
+        return build_custom(cfg.target, OmegaConf.to_container(cfg.kwargs), dim)
+    return ScoreMLP(dim, cfg.hidden, cfg.activation)

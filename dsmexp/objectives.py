@@ -4,6 +4,9 @@ ISM (Eq. 8) = norm + fit_ism and DSM-S (Eq. 9) = norm + fit_dsm share the norm 0
 fitting terms, mean div s(z) and mean <s(z), eps>/sigma, agree in expectation (Prop. 2, Eq. 10).
 DSM (Eq. 7) adds the constant const_dsm = mean |eps|^2 / (2 sigma^2) and has the same gradient as DSM-S.
 One forward pass per chunk serves all terms; metric sums are kept in float64.
+
+The sliced and finite-difference estimators of ISM (dsmexp/estimators.py) add their own terms (*_est)
+on the same z, with the cosine of their gradient with the exact ISM gradient.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ import torch
 from torch import Tensor
 
 from dsmexp.divergence import Kernel
+from dsmexp.estimators import ESTIMATORS, EstimatorChunk, estimator_chunk
 
 METRICS = ("loss", "norm", "fit_ism", "fit_dsm", "const_dsm", "loss_ism", "loss_dsm_s", "loss_dsm",
-           "fit_ism_se", "fit_dsm_se", "grad_norm_ism", "grad_norm_dsm", "grad_cos")
+           "fit_ism_se", "fit_dsm_se", "grad_norm_ism", "grad_norm_dsm", "grad_cos",
+           "norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est", "grad_cos_est")
+LOSS_COLUMN = {"ism": "loss_ism", "dsm": "loss_dsm", "dsm_s": "loss_dsm_s",
+               **dict.fromkeys(ESTIMATORS, "loss_est")}
+GRAD_NORM_COLUMN = {"ism": "grad_norm_ism", "dsm": "grad_norm_dsm", "dsm_s": "grad_norm_dsm",
+                    **dict.fromkeys(ESTIMATORS, "grad_norm_est")}
 
 
 @dataclass
@@ -56,33 +65,59 @@ class Moments:
 
 
 class StepSums:
-    """Float64 sums over one step's points: enough for every mean and standard error of section 4."""
+    """Float64 sums over one step's points: enough for every mean and standard error of section 4.
 
-    def __init__(self, sigma: float) -> None:
+    `ism` and `dsm` say which fitting terms are summed (both by default; one of them when only the
+    trained objective is computed)."""
+
+    def __init__(self, sigma: float, ism: bool = True, dsm: bool = True) -> None:
         self.sigma, self.count = sigma, 0
-        self.fits = Moments()  # per-point (div s, <s, eps>/sigma), as two rows
+        self.rows = [name for name, on in (("fit_ism", ism), ("fit_dsm", dsm and sigma > 0)) if on]
+        self.fits = Moments()  # per-point div s and/or <s, eps>/sigma, one row each
         self.squares: Tensor | float = 0.0  # sum |s|^2, sum |eps|^2, sum |s + eps/sigma|^2
 
-    def add(self, s: Tensor, div: Tensor, e: Tensor | None) -> None:
+    def add(self, s: Tensor, div: Tensor | None, e: Tensor | None) -> None:
         s64 = _float64(s)
         self.count += s.shape[1]
-        if e is None:
+        if e is None or "fit_dsm" not in self.rows:
             self.fits.add(div[None])
             self.squares = self.squares + _square(s64)[None]
             return
         e64 = _float64(e)
         residual = torch.add(s64, e64, alpha=1 / self.sigma)
-        self.fits.add(torch.stack([div.double(), (s64 * e64).sum(0) / self.sigma]))
+        dsm_fit = (s64 * e64).sum(0) / self.sigma
+        self.fits.add(torch.stack([div.double(), dsm_fit] if "fit_ism" in self.rows else [dsm_fit]))
         self.squares = self.squares + torch.stack([_square(s64), _square(e64), _square(residual)])
 
     def means(self) -> dict[str, Tensor]:
-        """Means of norm, fit_ism and, with noise, fit_dsm, const_dsm and loss_dsm."""
+        """Means of norm, the fitting terms summed and, with noise, const_dsm and loss_dsm."""
         half_mean = 0.5 * self.squares / self.count
-        fits = self.fits.mean()
-        out = {"norm": half_mean[0], "fit_ism": fits[0]}
+        out = {"norm": half_mean[0]} | dict(zip(self.rows, self.fits.mean()))
         if len(half_mean) > 1:
-            out |= {"fit_dsm": fits[1], "const_dsm": half_mean[1] / self.sigma**2, "loss_dsm": half_mean[2]}
+            out |= {"const_dsm": half_mean[1] / self.sigma**2, "loss_dsm": half_mean[2]}
         return out
+
+    def standard_errors(self) -> dict[str, Tensor]:
+        return {f"{name}_se": se for name, se in zip(self.rows, self.fits.standard_error())}
+
+
+class EstimatorSums:
+    """Float64 sums of an estimator's per-value norm and fitting terms (M*N*K values)."""
+
+    def __init__(self) -> None:
+        self.fit = Moments()
+        self.norm_sum: Tensor | float = 0.0
+        self.norm_count = 0
+
+    def add(self, chunk: EstimatorChunk) -> None:
+        self.fit.add(chunk.fit.reshape(1, -1))
+        self.norm_sum = self.norm_sum + chunk.norm.double().sum()
+        self.norm_count += chunk.norm.numel()
+
+    def means(self) -> dict[str, Tensor]:
+        norm, fit = self.norm_sum / self.norm_count, self.fit.mean()[0]
+        return {"norm_est": norm, "fit_est": fit, "fit_est_se": self.fit.standard_error()[0],
+                "loss_est": norm + fit}
 
 
 def _float64(t: Tensor) -> Tensor:
@@ -95,12 +130,17 @@ def _square(t: Tensor) -> Tensor:
 
 
 def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss: str,
-               diagnostics: bool = True, chunk_size: int = 16384) -> StepTerms:
-    """All section-4 terms at data x (N, d) and noise eps (M, N, d), and the gradient of `loss`.
+               diagnostics: bool = True, chunk_size: int = 16384, v: Tensor | None = None,
+               fd_eps: float = 0.1, trained_only: bool = False) -> StepTerms:
+    """All section-4 and section-10 terms at data x (N, d) and noise eps (M, N, d), and the gradient of
+    `loss`.
 
-    With diagnostics=False only the trained objective is differentiated (grad_norm of the other and
-    grad_cos are NaN); every other column is still computed. sigma = 0 uses z = x and no noise.
-    eps drawn feature-major (a (d, M, N) tensor permuted to (M, N, d)) is used without a copy.
+    With diagnostics=False only the trained objective is differentiated (the other gradients' norms
+    and cosines are NaN); every other column is still computed. trained_only=True computes the trained
+    objective alone (every other column NaN). sigma = 0 uses z = x and no noise. eps drawn
+    feature-major (a (d, M, N) tensor permuted to (M, N, d)) is used without a copy. The estimators
+    (ssm, ssm_vr, fd_ssm) take projections v (K, d, M*N) (point index as in z) and log their own terms
+    (*_est) next to the exact ISM terms on the same z; their gradient is compared with the exact ISM one.
     """
     noisy = sigma > 0
     dim = x.shape[1]
@@ -111,54 +151,74 @@ def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss
         e = e_fm.reshape(dim, -1)
     else:
         z, e = x.T.contiguous(), None
-    want_ism = loss == "ism" or diagnostics
-    want_dsm = noisy and (loss != "ism" or diagnostics)
-    sums = StepSums(sigma)
+    estimator = loss in ESTIMATORS
+    others = not trained_only
+    ism_values = loss == "ism" or others
+    dsm_values = noisy and (loss in ("dsm", "dsm_s") or others)
+    want_ism = loss == "ism" or (diagnostics and others)
+    want_dsm = noisy and (loss in ("dsm", "dsm_s") or (diagnostics and others))
+    exact = ism_values or dsm_values
+    sums = StepSums(sigma, ism_values, dsm_values)
+    est_sums = EstimatorSums() if estimator else None
     grads: list[Tensor] | None = None
-    for start in range(0, z.shape[1], chunk_size):
+    g_est: list[Tensor] | None = None
+    points = z.shape[1]
+    for start in range(0, points, chunk_size):
         chunk = slice(start, start + chunk_size)
-        fwd = kernel.forward(z[:, chunk])
-        s = fwd.s.detach()
-        sums.add(s, fwd.div.detach(), e[:, chunk] if noisy else None)
-        cotangents = [s] if want_ism else []  # d(0.5|s|^2)/ds; the div part is added by the kernel
-        if want_dsm:
-            cotangents.append(torch.add(s, e[:, chunk], alpha=1 / sigma))  # d(DSM-S)/ds = d(DSM)/ds
-        g = kernel.backward(fwd, torch.stack(cotangents), 0 if want_ism else None)
-        grads = g if grads is None else [a.add_(b) for a, b in zip(grads, g)]
-    grads = [g / sums.count for g in grads]
+        if exact:
+            fwd = kernel.forward(z[:, chunk], with_div=ism_values)
+            s = fwd.s.detach()
+            sums.add(s, fwd.div.detach() if ism_values else None, e[:, chunk] if noisy else None)
+            cotangents = [s] if want_ism else []  # d(0.5|s|^2)/ds; the div part is added by the kernel
+            if want_dsm:
+                cotangents.append(torch.add(s, e[:, chunk], alpha=1 / sigma))  # d(DSM-S)/ds = d(DSM)/ds
+            if cotangents:
+                g = kernel.backward(fwd, torch.stack(cotangents), 0 if want_ism else None)
+                grads = g if grads is None else [a.add_(b) for a, b in zip(grads, g)]
+        if estimator:  # K (fd_ssm: 2K) points per point: sub-chunks keep memory at chunk_size points
+            step = max(1, chunk_size // (v.shape[0] * (2 if loss == "fd_ssm" else 1)))
+            end = min(start + chunk_size, points)
+            for sub in range(start, end, step):
+                piece = slice(sub, min(sub + step, end))
+                part = estimator_chunk(kernel, loss, z[:, piece], v[:, :, piece], fd_eps)
+                est_sums.add(part)
+                g_est = part.grad if g_est is None else [a.add_(b) for a, b in zip(g_est, part.grad)]
+    if grads is not None:
+        grads = [g / points for g in grads]
     g_ism = [g[0] for g in grads] if want_ism else None
     g_dsm = [g[-1] for g in grads] if want_dsm else None
-    metrics = _assemble(sums, g_ism, g_dsm, loss, noisy)
-    return StepTerms(metrics, g_ism if loss == "ism" else g_dsm)
+    if g_est is not None:
+        g_est = [g / points for g in g_est]
+    metrics = _assemble(sums if exact else None, est_sums, g_ism, g_dsm, g_est, loss, z.new_zeros(()))
+    trained = g_est if estimator else g_ism if loss == "ism" else g_dsm
+    return StepTerms(metrics, trained)
 
 
-def _assemble(sums: StepSums, g_ism: list[Tensor] | None, g_dsm: list[Tensor] | None,
-              loss: str, noisy: bool) -> Tensor:
-    """The METRICS vector from the step's sums and the two gradients."""
-    means = sums.means()
-    nan = torch.full((), math.nan, dtype=torch.float64, device=means["norm"].device)
-    se = sums.fits.standard_error()
-    norm, fit_ism, fit_dsm = means["norm"], means["fit_ism"], means.get("fit_dsm", nan)
-    values = {
-        "norm": norm,
-        "fit_ism": fit_ism,
-        "fit_dsm": fit_dsm,
-        "const_dsm": means.get("const_dsm", nan),
-        "loss_ism": norm + fit_ism,
-        "loss_dsm_s": norm + fit_dsm,
-        "loss_dsm": means.get("loss_dsm", nan),
-        "fit_ism_se": se[0],
-        "fit_dsm_se": se[1] if noisy else nan,
-    }
-    flat_ism = _flatten(g_ism)
-    flat_dsm = _flatten(g_dsm)
-    values["grad_norm_ism"] = flat_ism.norm() if flat_ism is not None else nan
-    values["grad_norm_dsm"] = flat_dsm.norm() if flat_dsm is not None else nan
-    both = flat_ism is not None and flat_dsm is not None
-    values["grad_cos"] = (flat_ism @ flat_dsm / (values["grad_norm_ism"] * values["grad_norm_dsm"])
-                          if both else nan)
-    values["loss"] = values[{"ism": "loss_ism", "dsm": "loss_dsm", "dsm_s": "loss_dsm_s"}[loss]]
-    return torch.stack([values[name] for name in METRICS])
+def _assemble(sums: StepSums | None, est_sums: EstimatorSums | None, g_ism: list[Tensor] | None,
+              g_dsm: list[Tensor] | None, g_est: list[Tensor] | None, loss: str, like: Tensor) -> Tensor:
+    """The METRICS vector from the step's sums and gradients (NaN for whatever was not computed)."""
+    nan = torch.full((), math.nan, dtype=torch.float64, device=like.device)
+    values = {}
+    if sums is not None:
+        means = sums.means() | sums.standard_errors()
+        norm = means["norm"]
+        values = {key: means.get(key, nan) for key in ("norm", "fit_ism", "fit_dsm", "const_dsm", "loss_dsm",
+                                                        "fit_ism_se", "fit_dsm_se")}
+        values["loss_ism"] = norm + values["fit_ism"]
+        values["loss_dsm_s"] = norm + values["fit_dsm"]
+    if est_sums is not None:
+        values |= est_sums.means()
+    flat = {name: _flatten(g) for name, g in (("ism", g_ism), ("dsm", g_dsm), ("est", g_est))}
+    for name, f in flat.items():
+        values[f"grad_norm_{name}"] = f.norm() if f is not None else nan
+    values["grad_cos"] = _cosine(flat["ism"], flat["dsm"], nan)
+    values["grad_cos_est"] = _cosine(flat["est"], flat["ism"], nan)
+    values["loss"] = values[LOSS_COLUMN[loss]]
+    return torch.stack([values.get(name, nan) for name in METRICS])
+
+
+def _cosine(a: Tensor | None, b: Tensor | None, nan: Tensor) -> Tensor:
+    return a @ b / (a.norm() * b.norm()) if a is not None and b is not None else nan
 
 
 def _flatten(grads: list[Tensor] | None) -> Tensor | None:

@@ -1,10 +1,16 @@
 """Exact reference scores grad_z log q_sigma(z) of the noised data q_sigma = p_data * N(0, sigma^2 I).
 
 - Gaussian data: closed form, grad log q_sigma(z) = -(Sigma + sigma^2 I)^-1 (z - mu).
+- Gaussian mixture sum_k w_k N(mu_k, s_k^2 I): q_sigma = sum_k w_k N(mu_k, (s_k^2 + sigma^2) I), so
+  grad log q_sigma(z) = sum_k pi_k(z) (mu_k - z) / (s_k^2 + sigma^2) with the posterior pi_k(z) from a
+  log-sum-exp over components.
 - Half-moon and Swiss roll: p_data is a curve c(t), t uniform, blurred by N(0, noise^2 I), so q_sigma is
   the curve measure convolved with N(0, (noise^2 + sigma^2) I). The integral over t is done by composite
   Gauss-Legendre quadrature (GL_NODES per panel, PANELS_PER_WIDTH panels per kernel width of arc length)
   in log space; relative accuracy is better than 1e-8 against adaptive quadrature (tests/test_reference.py).
+  A curve embedded in a 2-D plane of R^d (orthonormal basis B) factorises: with y = B^T z and
+  z_perp = z - B y, q_sigma(z) = q2_sigma(y) N(z_perp; 0, (noise^2 + sigma^2) I_{d-2}), so the score is
+  B grad log q2_sigma(y) - z_perp / (noise^2 + sigma^2): the 2-D quadrature score plus a linear term.
 - Empirical: the score of (1/N) sum_i N(x_i, sigma^2 I) for a training set, the finite-data DSM optimum.
 
 All arrays are float64 numpy: z has shape (n, d), scores (n, d), log densities (n,).
@@ -18,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from dsmexp.data import Dataset, Gaussian, build_dataset
+from dsmexp.data import Dataset, Gaussian, GaussianMixture, build_dataset
 
 GL_NODES = 8
 PANELS_PER_WIDTH = 2
@@ -30,8 +36,9 @@ class ReferenceUnavailable(ValueError):
     """The reference score does not exist (a singular distribution) or would need too many nodes."""
 
 
-def load_dataset(name: str, **params: object) -> Dataset:
-    """A built-in dataset with the defaults of conf/dataset/<name>.yaml, e.g. load_dataset("half_moon")."""
+def load_dataset(name: str, seed: int = 0, **params: object) -> Dataset:
+    """A built-in dataset with the defaults of conf/dataset/<name>.yaml, e.g. load_dataset("half_moon");
+    `seed` draws its random geometry (plane, means, rotation) as a run with that data seed would."""
     from dsmexp.config import CONF_DIR, DATASET_SCHEMAS
 
     if name not in DATASET_SCHEMAS:
@@ -39,7 +46,7 @@ def load_dataset(name: str, **params: object) -> Dataset:
     defaults = OmegaConf.load(f"{CONF_DIR}/dataset/{name}.yaml")
     defaults.pop("defaults", None)
     cfg = OmegaConf.merge(OmegaConf.structured(DATASET_SCHEMAS[name]), defaults, params)
-    return build_dataset(cfg)
+    return build_dataset(cfg, seed)
 
 
 def reference_score(dataset: Dataset | str, z: np.ndarray, sigma: float) -> np.ndarray:
@@ -67,11 +74,22 @@ def _density(dataset: Dataset | str, z: np.ndarray, sigma: float) -> tuple[np.nd
     z = np.asarray(z, dtype=float)
     if isinstance(dataset, Gaussian):
         return _gaussian_density(dataset, z, sigma)
+    if isinstance(dataset, GaussianMixture):
+        variances = dataset.scales**2 + sigma**2
+        return gmm_density(z, dataset.means, np.log(dataset.weights), variances)
     var = dataset.noise**2 + sigma**2
     if var == 0:
         raise ReferenceUnavailable("the data lie on a curve (noise = 0 and sigma = 0): no density")
     centres, log_weights = curve_nodes(dataset.curves, math.sqrt(var))
-    return mixture_density(z, centres, log_weights, var)
+    if dataset.basis is None:
+        return mixture_density(z, centres, log_weights, var)
+    basis = dataset.basis
+    plane = z @ basis
+    perp = z - plane @ basis.T
+    log_q2, score2 = mixture_density(plane, centres, log_weights, var)
+    log_q = (log_q2 - 0.5 * (perp * perp).sum(1) / var
+             - 0.5 * (z.shape[1] - 2) * math.log(2 * math.pi * var))
+    return log_q, score2 @ basis.T - perp / var
 
 
 def _gaussian_density(ds: Gaussian, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -121,4 +139,26 @@ def mixture_density(z: np.ndarray, centres: np.ndarray, log_weights: np.ndarray,
         posterior = torch.exp(logits - norm[:, None])
         log_q[start:start + step] = norm - 0.5 * dim * math.log(2 * math.pi * var)
         score[start:start + step] = (posterior @ ct - block) / var
+    return log_q.numpy(), score.numpy()
+
+
+def gmm_density(z: np.ndarray, means: np.ndarray, log_weights: np.ndarray,
+                variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log q and grad log q of sum_k w_k N(z; means_k, variances_k I), by log-sum-exp (float64).
+
+    Squared distances are formed as differences, not by expansion: components may be far narrower
+    than |z|^2 in high dimension.
+    """
+    zt, mt, lw, var = (torch.as_tensor(a, dtype=torch.float64) for a in (z, means, log_weights, variances))
+    n, dim = zt.shape
+    log_q, score = torch.empty(n, dtype=torch.float64), torch.empty(n, dim, dtype=torch.float64)
+    step = max(1, BLOCK // (len(mt) * dim))
+    log_norm = lw - 0.5 * dim * torch.log(2 * math.pi * var)
+    for start in range(0, n, step):
+        diff = mt[None, :, :] - zt[start:start + step, None, :]  # (b, K, d)
+        logits = log_norm[None, :] - (diff * diff).sum(-1) / (2 * var[None, :])
+        norm = torch.logsumexp(logits, dim=1)
+        posterior = torch.exp(logits - norm[:, None])
+        log_q[start:start + step] = norm
+        score[start:start + step] = torch.einsum("bk,bkd->bd", posterior / var[None, :], diff)
     return log_q.numpy(), score.numpy()

@@ -23,10 +23,11 @@ from dsmexp import artifacts
 from dsmexp.config import validate
 from dsmexp.data import build_dataset
 from dsmexp.divergence import make_kernel
+from dsmexp.estimators import ESTIMATORS, draw_projections
 from dsmexp.evaluation import EVAL_METRICS, HeldOut
 from dsmexp.identity import NON_RESULT_KEYS, check_existing_run, result_config
-from dsmexp.models import ScoreMLP
-from dsmexp.objectives import METRICS, step_terms
+from dsmexp.models import build_model
+from dsmexp.objectives import GRAD_NORM_COLUMN, METRICS, step_terms
 from dsmexp.reference import ReferenceUnavailable, reference_score
 from dsmexp.runlock import RunLock
 from dsmexp.trackers import Tracker
@@ -125,11 +126,11 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.dtype = getattr(torch, cfg.dtype)
         self.seeds = Seeds.from_seed(cfg.seed)
-        self.dataset = build_dataset(cfg.dataset)
+        self.dataset = build_dataset(cfg.dataset, self.seeds.data)
         data = self.dataset.sample(self.dataset.n_samples, self.seeds.data)
         self.x = torch.as_tensor(data, dtype=self.dtype, device=self.device)
         torch.manual_seed(self.seeds.init)
-        self.model = ScoreMLP(self.dataset.dim, cfg.model.hidden, cfg.model.activation)
+        self.model = build_model(cfg.model, self.dataset.dim)
         self.model.to(device=self.device, dtype=self.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.noise = torch.Generator(device=self.device)
@@ -181,9 +182,9 @@ class Trainer:
         self.write_summary("completed")
         self.tracker.finish("completed", self.run_dir)
         row = self.last_row
-        log.info("completed %d steps in %.1f s: loss=%.6g fit_ism=%.6g fit_dsm=%.6g esm=%.4g esm_data=%.4g",
-                 self.steps_done, self.elapsed, row["loss"], row["fit_ism"], row["fit_dsm"], row["esm"],
-                 row["esm_data"])
+        log.info("completed %d steps in %.1f s: loss=%.6g fit_ism=%.6g fit_dsm=%.6g fit_est=%.6g esm=%.4g "
+                 "esm_data=%.4g", self.steps_done, self.elapsed, row["loss"], row["fit_ism"], row["fit_dsm"],
+                 row["fit_est"], row["esm"], row["esm_data"])
         return "completed"
 
     def _resume(self) -> list[list[float]]:
@@ -249,6 +250,10 @@ class Trainer:
                         writer.sync()  # the rows a checkpoint counts are on disk before it is
                         self._save_checkpoint()
 
+    def step(self, step: int) -> torch.Tensor:
+        """One optimisation step exactly as training takes it (used to time objectives side by side)."""
+        return self._step(step)
+
     def _step(self, step: int) -> torch.Tensor:
         """One optimisation step; returns the metrics (METRICS, then EVAL_METRICS) before the update."""
         cfg = self.cfg
@@ -257,8 +262,14 @@ class Trainer:
             shape = (self.x.shape[1], cfg.noise_samples, self.x.shape[0])
             eps = torch.randn(shape, generator=self.noise, device=self.device, dtype=self.dtype)
             eps = eps.permute(1, 2, 0)
-        diagnostics = step % cfg.diagnostics_every == 0
-        terms = step_terms(self.kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk)
+        v = None
+        if cfg.loss.name in ESTIMATORS:  # drawn after eps, so eps (and ISM/DSM runs) stay as they were
+            dim, n = self.x.shape[1], self.x.shape[0] * (cfg.noise_samples if cfg.sigma > 0 else 1)
+            v = draw_projections(cfg.projection, cfg.projections, dim, n, self.noise, self.device, self.dtype)
+        trained_only = cfg.diagnostics_every == 0
+        diagnostics = not trained_only and step % cfg.diagnostics_every == 0
+        terms = step_terms(self.kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk,
+                           v=v, fd_eps=cfg.fd_eps, trained_only=trained_only)
         evaluate = step + 1 == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
         esm = self.held_out.esm(self.model) if evaluate else self.no_eval
         for p, g in zip(self.model.parameters(), terms.grad):
@@ -270,7 +281,7 @@ class Trainer:
         """Copy pending metrics to the host, append them to metrics.csv and send the same rows to the
         tracker, stop at the first non-finite one."""
         values = torch.stack([m for _, m, _ in pending]).cpu().tolist()
-        watched = [METRICS.index("loss"), METRICS.index(_trained_grad_norm(self.cfg.loss.name))]
+        watched = [METRICS.index("loss"), METRICS.index(GRAD_NORM_COLUMN[self.cfg.loss.name])]
         rows = []
         for (step, _, elapsed), vals in zip(pending, values):
             rows.append([step, *vals, elapsed])
@@ -337,10 +348,6 @@ def source_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _trained_grad_norm(loss: str) -> str:
-    return "grad_norm_ism" if loss == "ism" else "grad_norm_dsm"
 
 
 def _axis(values: np.ndarray, size: int) -> np.ndarray:

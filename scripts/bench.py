@@ -7,8 +7,11 @@ data, network and noise for
   (b) dsmexp's step as the runner uses it;
   (c) dsmexp with torch.compile (--no-compile skips it).
 
-Then ms/step against M and against the dimension d (Gaussian data) for the exact trace. Medians over
-interleaved repeats after warm-up, with min-max spread; results go to outputs/bench/bench.json.
+Then ms/step against M and against the dimension d (Gaussian data) for the exact trace, and ms/step of
+each objective trained alone (diagnostics off: ism, dsm_s, ssm, ssm_vr and fd_ssm with one projection)
+against d for the paper's 16-32 network and a 16-32-32 one (ms_by_loss_d, ms_by_loss_d_3layer), on the
+same M*N points (N=1000, M=50, sigma=0.01). Medians over interleaved repeats after warm-up, with min-max
+spread; results go to outputs/bench/bench.json.
 
     make bench                          # or: python scripts/bench.py --device cuda --repeats 20
 """
@@ -28,15 +31,18 @@ from pathlib import Path
 import torch
 
 from dsmexp.divergence import TangentKernel, make_kernel
+from dsmexp.estimators import ESTIMATORS, draw_projections
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 from dsmexp.reference import load_dataset
 from dsmexp.training import CPU_CHUNK, CUDA_CHUNK, prepare_cpu
 
-SIGMA, N, HIDDEN = 0.01, 1000, [16, 32]
+SIGMA, N, HIDDEN, HIDDEN_3 = 0.01, 1000, [16, 32], [16, 32, 32]
 M_PAPER = 500
-SCALES = {"full": {"m": M_PAPER, "by_m": (1, 10, 100, 500), "by_d": (2, 8, 32, 128), "d_m": 50},
-          "smoke": {"m": 10, "by_m": (1, 10), "by_d": (2, 8), "d_m": 5}}
+LOSSES = ("ism", "dsm_s", "ssm", "ssm_vr", "fd_ssm")
+SCALES = {"full": {"m": M_PAPER, "by_m": (1, 10, 100, 500), "by_d": (2, 8, 32, 128), "d_m": 50,
+                   "by_loss_d": (2, 8, 32, 128, 512)},
+          "smoke": {"m": 10, "by_m": (1, 10), "by_d": (2, 8), "d_m": 5, "by_loss_d": (2, 8)}}
 
 
 def naive_step(model: ScoreMLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, eps: torch.Tensor,
@@ -92,23 +98,40 @@ def bound_step(kernel, model: ScoreMLP, optimizer: torch.optim.Optimizer, setup:
 
 
 class Setup:
-    """The same data, network (initial state) and noise for every variant."""
+    """The same data, network (initial state), noise and projections for every variant."""
 
-    def __init__(self, device: torch.device, dim: int = 2, m: int = M_PAPER, seed: int = 0) -> None:
+    def __init__(self, device: torch.device, dim: int = 2, m: int = M_PAPER, seed: int = 0,
+                 hidden: list[int] = HIDDEN) -> None:
         self.device = device
         ds = load_dataset("half_moon") if dim == 2 else load_dataset("gaussian", dim=dim)
         self.x = torch.as_tensor(ds.sample(N, seed), dtype=torch.float32, device=device)
         torch.manual_seed(seed)
-        self.state = ScoreMLP(dim, HIDDEN, "tanh").state_dict()
+        self.hidden = list(hidden)
+        self.state = ScoreMLP(dim, self.hidden, "tanh").state_dict()
         gen = torch.Generator(device=device).manual_seed(seed + 1)
         noise = torch.randn((dim, m, N), generator=gen, device=device)
         self.eps = noise.permute(1, 2, 0)  # (M, N, d) view of feature-major noise, as the runner draws it
+        self.v = draw_projections("rademacher", 1, dim, m * N, gen, device, torch.float32)
         self.dim = dim
 
     def model_and_optimizer(self) -> tuple[ScoreMLP, torch.optim.Optimizer]:
-        model = ScoreMLP(self.dim, HIDDEN, "tanh").to(self.device)
+        model = ScoreMLP(self.dim, self.hidden, "tanh").to(self.device)
         model.load_state_dict(self.state)
         return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def trained_alone(self, loss: str, chunk: int) -> Callable[[], torch.Tensor]:
+        """One step of `loss` with every other column off (diagnostics_every=0), ready to time."""
+        model, optimizer = self.model_and_optimizer()
+        kernel = make_kernel(model)
+        v = self.v if loss in ESTIMATORS else None
+
+        def step() -> torch.Tensor:
+            terms = step_terms(kernel, self.x, self.eps, SIGMA, loss, False, chunk, v=v, trained_only=True)
+            for p, g in zip(model.parameters(), terms.grad):
+                p.grad = g
+            optimizer.step()
+            return terms.metrics
+        return step
 
 
 def sync(device: torch.device) -> None:
@@ -204,6 +227,34 @@ def scaling_tables(device: torch.device, chunk: int, repeats: int, scale: dict) 
     return {"ms_by_M": by_m, "ms_by_d": by_d}
 
 
+def loss_tables(device: torch.device, chunk: int, repeats: int, scale: dict) -> dict:
+    """ms/step of each objective trained alone against d, for the 16-32 and the 16-32-32 networks.
+
+    At each d all ten variants (five objectives x two networks) run interleaved on the same points, so
+    their ratios are measured under the same machine load."""
+    tables: dict[str, dict] = {"ms_by_loss_d": {loss: {} for loss in LOSSES},
+                               "ms_by_loss_d_3layer": {loss: {} for loss in LOSSES}}
+    for dim in scale["by_loss_d"]:
+        variants = {}
+        for key, hidden in (("ms_by_loss_d", HIDDEN), ("ms_by_loss_d_3layer", HIDDEN_3)):
+            setup = Setup(device, dim=dim, m=scale["d_m"], hidden=hidden)
+            variants |= {(key, loss): setup.trained_alone(loss, chunk) for loss in LOSSES}
+        t = time_interleaved(variants, max(3, repeats // 2), warmup=1, device=device)
+        for (key, loss), seconds in t.items():
+            tables[key][loss][dim] = summary_ms(seconds)["median"]
+    return tables
+
+
+def speed_checks(tables: dict, dim: int) -> dict:
+    """The ratios the speed targets are stated in, at dimension dim."""
+    two, three = tables["ms_by_loss_d"], tables["ms_by_loss_d_3layer"]
+    return {"d": dim, "ism_over_dsm_s": two["ism"][dim] / two["dsm_s"][dim],
+            "ssm_vr_over_dsm_s": two["ssm_vr"][dim] / two["dsm_s"][dim],
+            "dsm_s_3layer_over_dsm_s": three["dsm_s"][dim] / two["dsm_s"][dim],
+            "ism_over_dsm_s_3layer": three["ism"][dim] / three["dsm_s"][dim],
+            "ssm_vr_over_dsm_s_3layer": three["ssm_vr"][dim] / three["dsm_s"][dim]}
+
+
 def print_report(result: dict) -> None:
     t = result["times"]
     m = result["config"]["M"]
@@ -221,6 +272,16 @@ def print_report(result: dict) -> None:
     print(f"{'d':>5s} {'bilinear (dsmexp)':>18s} {'tangent columns':>16s}")
     for dim, row in result["ms_by_d"].items():
         print(f"{dim:5d} {row['bilinear']:18.1f} {row['tangent']:16.1f}")
+    for key, net in (("ms_by_loss_d", "16-32"), ("ms_by_loss_d_3layer", "16-32-32")):
+        table = result[key]
+        dims = list(table[LOSSES[0]])
+        m = result["config"]["M_by_d"]
+        print(f"\nms/step, objective trained alone, MLP d-{net}-d tanh (N={N}, M={m}):")
+        print(f"{'loss':8s}" + "".join(f"{f'd={d}':>10s}" for d in dims))
+        for loss in LOSSES:
+            print(f"{loss:8s}" + "".join(f"{table[loss][d]:10.1f}" for d in dims))
+    checks = result["speed_checks"]
+    print(f"\nat d={checks['d']}: " + ", ".join(f"{k} {v:.2f}" for k, v in checks.items() if k != "d"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__, "python": platform.python_version(),
     }
     result |= scaling_tables(device, chunk, args.repeats, scale)
+    result |= loss_tables(device, chunk, args.repeats, scale)
+    result["speed_checks"] = speed_checks(result, scale["by_loss_d"][-1])
     result["bench_seconds"] = time.perf_counter() - started
     print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,4 +21,9 @@ def test_bench_smoke_writes_every_key(tmp_path):
     assert result["naive_ms"] > 0 and result["dsmexp_ms"] > 0 and result["points_per_s"] > 0
     assert result["max_rel_diff_vs_naive"] < 1e-4  # both variants compute the same step
     assert set(result["ms_by_M"]) == {"1", "10"} and set(result["ms_by_d"]) == {"2", "8"}
+    for key in ("ms_by_loss_d", "ms_by_loss_d_3layer"):
+        table = result[key]
+        assert set(table) == {"ism", "dsm_s", "ssm", "ssm_vr", "fd_ssm"}
+        assert all(set(row) == {"2", "8"} and min(row.values()) > 0 for row in table.values())
+    assert result["speed_checks"]["d"] == 8 and result["speed_checks"]["ism_over_dsm_s"] > 0
     assert "speed-up vs naive" in proc.stdout

@@ -38,6 +38,10 @@ def test_single_run_lands_in_a_directory_named_by_its_overrides(tmp_path):
     (["+sigam=0.1"], "sigam: not a dsmexp setting; did you mean sigma?"),
     (["dataset.noise=inf"], "dataset.noise=inf: must be a finite number"),
     (["seed=-1"], "seed=-1: must be >= 0"),
+    (["loss=ssm", "projections=0"], "projections=0: must be >= 1"),
+    (["loss=fd_ssm", "fd_eps=0"], "fd_eps=0.0: must be > 0"),
+    (["loss=ssm_vr", "projection=cauchy"], "projection=cauchy: must be one of"),
+    (["model=custom", "model.target=no_such_pkg.Net"], "model.target=no_such_pkg.Net: cannot be imported"),
 ])
 def test_bad_input_fails_before_anything_is_written(tmp_path, args, key):
     if args == ["device=cuda"]:
@@ -90,8 +94,8 @@ def test_cfg_job_prints_the_resolved_config(tmp_path):
 
 def test_help_lists_the_config_groups(tmp_path):
     out = run_cli("--help", cwd=tmp_path).stdout
-    for group in ("dataset: gaussian, half_moon, swiss_roll", "loss: dsm, dsm_s, ism",
-                  "optimizer: adam, adamw, sgd", "model: mlp"):
+    for group in ("dataset: gaussian, half_moon, swiss_roll", "loss: dsm, dsm_s, fd_ssm, ism, ssm, ssm_vr",
+                  "optimizer: adam, adamw, sgd", "model: custom, mlp"):
         assert group in out
 
 

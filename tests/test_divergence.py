@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from dsmexp.chain_trace import ChainKernel
 from dsmexp.divergence import TangentKernel, TwoLayerKernel, make_kernel
 from dsmexp.models import ACTIVATIONS, ScoreMLP
 
@@ -47,7 +48,7 @@ def test_exact_divergence_matches_brute_force_jacobian(dim, hidden, activation):
 
 @pytest.mark.parametrize("dim", [2, 5])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("kernel_type", [TwoLayerKernel, TangentKernel])
+@pytest.mark.parametrize("kernel_type", [TwoLayerKernel, TangentKernel, ChainKernel])
 def test_kernel_gradients_match_autograd(dim, activation, kernel_type):
     model = random_model(dim, [9, 11], activation, seed=7)
     z = torch.randn(200, dim, dtype=torch.float64)
@@ -66,9 +67,26 @@ def test_kernel_gradients_match_autograd(dim, activation, kernel_type):
         torch.testing.assert_close(got[1], want, rtol=1e-10, atol=1e-10)
 
 
-def test_fast_kernel_is_chosen_for_two_hidden_layers():
+def test_fast_kernel_is_chosen_for_every_depth():
     assert isinstance(make_kernel(ScoreMLP(2, [16, 32], "tanh")), TwoLayerKernel)
-    assert isinstance(make_kernel(ScoreMLP(2, [16], "tanh")), TangentKernel)
+    for hidden in ([16], [16, 32, 32], []):
+        assert isinstance(make_kernel(ScoreMLP(2, hidden, "tanh")), ChainKernel)
+
+
+@pytest.mark.parametrize("hidden", [[], [7], [9, 11], [6, 5, 4], [16, 32, 32, 8]])
+@pytest.mark.parametrize("activation", ["tanh", "silu"])
+def test_chain_kernel_matches_the_tangent_reference(hidden, activation):
+    """Tr(B T_{L-1}) with n_1 columns equals the d-column tangent trace, values and both gradients."""
+    dim = 6
+    model = random_model(dim, hidden, activation, seed=len(hidden))
+    z = torch.randn(120, dim, dtype=torch.float64).T.contiguous()
+    c = torch.randn(dim, 120, dtype=torch.float64)
+    chain, tangent = ChainKernel(model), TangentKernel(model)
+    fc, ft = chain.forward(z), tangent.forward(z)
+    torch.testing.assert_close(fc.div.detach(), ft.div.detach(), rtol=1e-12, atol=1e-12)
+    s_bar = torch.stack([fc.s.detach() + c, c])
+    for got, want in zip(chain.backward(fc, s_bar, 0), tangent.backward(ft, s_bar, 0)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -80,3 +98,20 @@ def test_activation_slope_and_curvature_match_autograd(name):
     d2 = torch.autograd.grad(d1.sum(), h)[0]
     torch.testing.assert_close(act.slope(h, a).detach(), d1.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(act.curvature(h, a).detach(), d2, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("loss", ["ssm", "ssm_vr"])
+def test_hand_written_sliced_pass_matches_autograd(activation, loss):
+    """The two-layer kernel's v^T J v and its reverse pass equal autograd through forward-mode tangents."""
+    from dsmexp.estimators import estimator_chunk
+
+    model = random_model(4, [9, 11], activation, seed=3)
+    z = torch.randn(4, 150, dtype=torch.float64)
+    v = torch.randn(3, 4, 150, dtype=torch.float64)
+    fast, reference = TwoLayerKernel(model), ChainKernel(model)  # ChainKernel: the autograd path
+    got, want = estimator_chunk(fast, loss, z, v, 0.1), estimator_chunk(reference, loss, z, v, 0.1)
+    torch.testing.assert_close(got.fit, want.fit, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got.norm, want.norm, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got.grad, want.grad):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)
