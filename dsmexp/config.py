@@ -86,6 +86,7 @@ class Config:
     checkpoint_every: int = 250
     grid_size: int = 64
     compile: bool = False
+    kernel: str = "auto"
     profile_name: str = "default"
     overwrite: bool = False
 
@@ -176,6 +177,9 @@ def validate(cfg: DictConfig) -> None:
     _validate_model(cfg.model)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)
+    from dsmexp import fused  # kernel=fused is checked (and built) here, before any work
+
+    fused.check_config(cfg)
 
 
 def _validate_device(device: str) -> None:
