@@ -88,8 +88,8 @@ def test_fused_gradients_match_float64_autograd_reference():
 
 
 def _train(tmp_path: Path, kernel: str, *overrides: str) -> dict:
-    cfg = make_cfg("steps=200", "noise_samples=7", "dataset.n_samples=101", "eval_every=0", "eval_samples=200", "grid_size=8",
-                   f"kernel={kernel}", *overrides)
+    cfg = make_cfg("steps=200", "noise_samples=7", "dataset.n_samples=101", "eval_every=0",
+                   "eval_samples=200", "grid_size=8", f"kernel={kernel}", *overrides)
     run_dir = tmp_path / kernel
     assert training.run(cfg, run_dir) == "completed"
     return artifacts.read_metrics(run_dir / artifacts.METRICS_FILE) | {
