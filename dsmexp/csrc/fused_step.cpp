@@ -22,6 +22,9 @@
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -65,12 +68,17 @@ inline vf tanh_v(vf x) {
   const vi k = __builtin_convertvector(kf, vi);
   const vf scale = (vf)((k + 127) << 23);
   const vf m = scale * p + (scale - 1.0f);
-  // 1 / (2 + m) with 2 + m in (1, 2]: a linear first guess (error <= 1/17), then three Newton steps
-  // (error squared each time: below float resolution), cheaper than a vector division.
+  // 1 / (2 + m) with 2 + m in (1, 2]: a first guess refined by Newton steps (each squares the error),
+  // cheaper than a vector division. AVX-512's estimate is good to 2^-14: one step; otherwise a linear
+  // guess good to 1/17: three steps.
   const vf y2 = m + 2.0f;
+#if defined(__AVX512F__)
+  vf inv = _mm512_rcp14_ps(y2);
+#else
   vf inv = 1.41176470588235294f - 0.47058823529411765f * y2;
   inv = inv * (2.0f - y2 * inv);
   inv = inv * (2.0f - y2 * inv);
+#endif
   inv = inv * (2.0f - y2 * inv);
   const vf t = -m * inv;
   return (vf)((vi)t | sign);
@@ -170,6 +178,33 @@ struct Thread {
     std::fill(outer.begin(), outer.end(), 0.f);
   }
 };
+
+// Write the L x L block rows[0..L) (lane = point) transposed: out[p * stride + j] = rows[j][p].
+// Four stages of two-input shuffles, each swapping the off-diagonal s x s blocks of every 2s x 2s block.
+inline void transpose_store(const vf* rows, float* out, int stride) {
+  vf r[L];
+  for (int j = 0; j < L; ++j) r[j] = rows[j];
+  const vi lo1 = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+  const vi hi1 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
+  const vi lo2 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+  const vi hi2 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+  const vi lo4 = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
+  const vi hi4 = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
+  const vi lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  const vi hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  const vi* lo[4] = {&lo1, &lo2, &lo4, &lo8};
+  const vi* hi[4] = {&hi1, &hi2, &hi4, &hi8};
+  for (int stage = 0; stage < 4; ++stage) {
+    const int s = 1 << stage;
+    for (int i = 0; i < L; ++i) {
+      if (i & s) continue;
+      const vf a = r[i], b = r[i + s];
+      r[i] = __builtin_shuffle(a, b, *lo[stage]);
+      r[i + s] = __builtin_shuffle(a, b, *hi[stage]);
+    }
+  }
+  for (int p = 0; p < L; ++p) std::memcpy(out + p * stride, &r[p], sizeof(vf));
+}
 
 // rows[k] += sum_p left[k][p] * right[p] for RB rows k starting at k0 (right: the transposed tile).
 template <int RB, bool A, bool B, bool C>
@@ -339,11 +374,20 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
       reverse<D_, N1_, N2_>(in, t, 1, false, mask);
     }
     // Outer products over the tile's points: W2 gradients (c2 a1^T) and, for ISM, G_C (D2 D1^T).
-    for (int j = 0; j < n1; ++j)
-      for (int p = 0; p < L; ++p) {
-        t.a1t[p * t.n1p + j] = a1[j][p];
-        if (ISM) t.d1t[p * t.n1p + j] = d1[j][p] * mask[p];
+    if (N1_ == L) {
+      transpose_store(a1, t.a1t.data(), L);
+      if (ISM) {
+        vf d1m[L];
+        for (int j = 0; j < L; ++j) d1m[j] = d1[j] * mask;
+        transpose_store(d1m, t.d1t.data(), L);
       }
+    } else {
+      for (int j = 0; j < n1; ++j)
+        for (int p = 0; p < L; ++p) {
+          t.a1t[p * t.n1p + j] = a1[j][p];
+          if (ISM) t.d1t[p * t.n1p + j] = d1[j][p] * mask[p];
+        }
+    }
     const vf* c2i = t.c2.data();
     const vf* c2d = t.c2.data() + n2;
     int k0 = 0;
