@@ -40,7 +40,7 @@ ACTIVATION_IDS = {"tanh": 0, "sigmoid": 1, "silu": 2}  # softplus needs a logari
 FUSED_LOSSES = ("ism", "dsm", "dsm_s")
 SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_step.cpp"
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
-CACHE_ENV = "DSMEXP_KERNEL_CACHE"  # where builds are cached; default: torch's extension build root
+CACHE_ENV = "DSMEXP_KERNEL_CACHE"  # where builds are cached; default: torch's (TORCH_EXTENSIONS_DIR)
 
 
 class BuildError(RuntimeError):
@@ -116,7 +116,8 @@ def _build() -> ModuleType:
     if not cpp_extension.is_ninja_available():
         raise BuildError("ninja, which torch.utils.cpp_extension builds with, is not installed")
     name = f"dsmexp_fused_{_build_key(compiler)}"
-    root = Path(os.environ.get(CACHE_ENV) or cpp_extension.get_default_build_root())
+    root = Path(os.environ.get(CACHE_ENV) or os.environ.get("TORCH_EXTENSIONS_DIR")
+                or cpp_extension.get_default_build_root())
     directory = root / name
     directory.mkdir(parents=True, exist_ok=True)
     with _exclusive(root / f"{name}.lock"):  # one build per key at a time, across processes

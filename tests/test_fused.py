@@ -87,6 +87,15 @@ def test_fused_gradients_match_float64_autograd_reference():
         _assert_grads_close([g.double() for g in got[loss].grad], want.grad, 1e-6)
 
 
+@needs_kernel
+def test_fused_step_is_deterministic():
+    model, x, eps = _problem(1000, 23, 0.01)
+    kernel = fused.FusedKernel(model)
+    first, second = (kernel.step_terms(x, eps, 0.01, "ism") for _ in range(2))
+    assert torch.equal(first.metrics.nan_to_num(), second.metrics.nan_to_num())
+    assert all(torch.equal(a, b) for a, b in zip(first.grad, second.grad))
+
+
 def _train(tmp_path: Path, kernel: str, *overrides: str) -> dict:
     cfg = make_cfg("steps=200", "noise_samples=7", "dataset.n_samples=101", "eval_every=0",
                    "eval_samples=200", "grid_size=8", f"kernel={kernel}", *overrides)
