@@ -37,7 +37,10 @@ inline vf splat(float a) { return vf{} + a; }
 
 inline vf load(const float* p, int valid) {
   vf v{};
-  std::memcpy(&v, p, sizeof(float) * valid);
+  if (valid == L)
+    std::memcpy(&v, p, sizeof v);  // a full tile: one vector load
+  else
+    std::memcpy(&v, p, sizeof(float) * valid);
   return v;
 }
 
@@ -311,8 +314,9 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const int64_t n0 = tile * L;
     const int valid = (int)std::min<int64_t>(L, in.N - n0);
-    vf mask;
-    for (int p = 0; p < L; ++p) mask[p] = p < valid ? 1.0f : 0.0f;
+    vf mask = splat(1.0f);
+    if (valid < L)
+      for (int p = valid; p < L; ++p) mask[p] = 0.0f;
     for (int i = 0; i < d; ++i) {
       const vf xi = load(in.x + i * in.N + n0, valid);
       if (NOISY) {
