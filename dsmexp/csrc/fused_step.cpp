@@ -10,7 +10,8 @@
 //             v = C^T D2, for ISM), and their outer products with the layer inputs.
 // The divergence's dependence on the weights through C is returned as G_C = sum_points D2 D1^T; the
 // caller turns it into W1, W2, W3 gradient terms once per step. Nothing per point is written to memory.
-// Float lane sums are flushed to float64 after every block of at most BLOCK_TILES tiles of one noise row.
+// Metric sums are float64 per point (as on the torch path); the gradients' float lane sums are flushed
+// to float64 after every block of at most BLOCK_TILES tiles of one noise row.
 #include <torch/extension.h>
 
 #include <omp.h>
@@ -32,6 +33,7 @@ constexpr int L = 16;
 constexpr int BLOCK_TILES = 32;  // tiles per float32 partial sum (512 points)
 typedef float vf __attribute__((vector_size(64)));
 typedef int vi __attribute__((vector_size(64)));
+typedef double vd __attribute__((vector_size(128)));  // the 16 lanes in float64, for metric sums
 
 inline vf splat(float a) { return vf{} + a; }
 
@@ -49,6 +51,14 @@ inline float lane_sum(vf v) {
   for (int p = 0; p < L; ++p) out += v[p];
   return out;
 }
+
+inline double lane_sum(vd v) {
+  double out = 0.0;
+  for (int p = 0; p < L; ++p) out += v[p];
+  return out;
+}
+
+inline vd to_double(vf v) { return __builtin_convertvector(v, vd); }
 
 // tanh without libm: tanh|x| = -m / (2 + m) with m = expm1(-2|x|) = 2^k (expm1(r) + 1) - 1,
 // -2|x| = k ln2 + r, |r| <= ln2 / 2, expm1(r) by its Taylor series to r^7 (relative error < 2e-8).
@@ -118,9 +128,10 @@ struct Inputs {
   const float* e;  // (d, M, N) feature-major noise, or null when sigma = 0
   int64_t N, M;
   float sigma, inv_sigma;
+  double sigma_d, inv_sigma_d;
   int d, n1, n2;
   const float *w1, *b1, *w2, *b2, *w3, *b3, *c;  // c = W2 * (W1 W3)^T, (n2, n1)
-  float shift_div, shift_fit;
+  double shift_div, shift_fit;
 };
 
 // Offsets of each parameter's gradient in torch's parameter order: w1, b1, w2, b2, w3, b3.
@@ -137,7 +148,9 @@ struct Layout {
   }
 };
 
-constexpr int N_METRICS = 7;  // sum |s|^2, |e|^2, |s + e/sigma|^2, div-shift, (div-shift)^2, fit-shift, ^2
+// Per-point metric sums, in float64 from the float32 s and eps as on the torch path: |s|^2, |e|^2,
+// |s + e/sigma|^2, div - shift, (div - shift)^2, fit - shift, (fit - shift)^2 with fit = <s, e>/sigma.
+constexpr int N_METRICS = 7;
 
 // One thread's scratch (per-tile vectors) and sums (float per block, float64 per thread).
 struct Thread {
@@ -145,7 +158,8 @@ struct Thread {
   Layout lay;
   std::vector<vf> z, e, s, a1, d1, k1, a2, d2, k2, u, v, sb, c2, c1;  // c2, c1: one block per cotangent
   std::vector<float> a1t, d1t;       // (L, n1p): the tile transposed for the outer products
-  std::vector<vf> lane;              // lane sums: metrics, then per cotangent w1, b1, b2, w3, b3
+  std::vector<vd> mlane;             // lane sums of the metrics
+  std::vector<vf> lane;              // lane sums per cotangent: w1, b1, b2, w3, b3
   std::vector<float> outer;          // per cotangent W2 rows, then C rows: (n2, n1p) each
   std::vector<double> metrics, grads, gc;
 
@@ -153,16 +167,16 @@ struct Thread {
       : d(d_), n1(n1_), n2(n2_), n1v((n1_ + L - 1) / L), n1p(n1v * L), lay(d_, n1_, n2_),
         z(d_), e(d_), s(d_), a1(n1_), d1(n1_), k1(n1_), a2(n2_), d2(n2_), k2(n2_), u(n2_), v(n1_),
         sb(2 * d_), c2(2 * n2_), c1(2 * n1_), a1t(L * n1p, 0.f), d1t(L * n1p, 0.f),
-        lane(N_METRICS + 2 * lane_per_cotangent()), outer(3 * n2_ * n1p, 0.f),
+        mlane(N_METRICS), lane(2 * lane_per_cotangent()), outer(3 * n2_ * n1p, 0.f),
         metrics(N_METRICS, 0.0), grads(2 * lay.size, 0.0), gc(n2_ * n1_, 0.0) {}
 
   int lane_per_cotangent() const { return n1 * d + n1 + n2 + d * n2 + d; }
 
   // Add the block's float sums to the float64 sums and clear them.
   void flush() {
-    for (int q = 0; q < N_METRICS; ++q) metrics[q] += (double)lane_sum(lane[q]);
+    for (int q = 0; q < N_METRICS; ++q) metrics[q] += lane_sum(mlane[q]);
     for (int r = 0; r < 2; ++r) {
-      const vf* g = lane.data() + N_METRICS + r * lane_per_cotangent();
+      const vf* g = lane.data() + r * lane_per_cotangent();
       double* out = grads.data() + r * lay.size;
       int at = 0;
       for (int q = 0; q < n1 * d; ++q) out[lay.ow1 + q] += (double)lane_sum(g[at++]);
@@ -177,6 +191,7 @@ struct Thread {
     const float* crows = outer.data() + 2 * n2 * n1p;
     for (int k = 0; k < n2; ++k)
       for (int j = 0; j < n1; ++j) gc[k * n1 + j] += (double)crows[k * n1p + j];
+    std::fill(mlane.begin(), mlane.end(), vd{});
     std::fill(lane.begin(), lane.end(), vf{});
     std::fill(outer.begin(), outer.end(), 0.f);
   }
@@ -269,7 +284,7 @@ inline void reverse(const Inputs& in, Thread& t, int r, bool div, vf mask) {
   const vf* sb = t.sb.data() + r * d;
   vf* c2 = t.c2.data() + r * n2;
   vf* c1 = t.c1.data() + r * n1;
-  vf* g = t.lane.data() + N_METRICS + r * t.lane_per_cotangent();
+  vf* g = t.lane.data() + r * t.lane_per_cotangent();
   vf* gw1 = g;
   vf* gb1 = gw1 + n1 * d;
   vf* gb2 = gb1 + n1;
@@ -310,7 +325,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
   vf* d2 = t.d2.data();
   vf* k2 = t.k2.data();
   vf* u = t.u.data();
-  vf* m = t.lane.data();
+  vd* m = t.mlane.data();
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const int64_t n0 = tile * L;
     const int valid = (int)std::min<int64_t>(L, in.N - n0);
@@ -343,27 +358,30 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
       u[k] = acc;
       div += d2[k] * acc;
     }
-    vf ss{}, ee{}, se{}, rr{};
+    vd ss{}, ee{}, se{}, rr{};
     for (int i = 0; i < d; ++i) {
       vf si = splat(in.b3[i]);
       for (int k = 0; k < n2; ++k) si += in.w3[i * n2 + k] * a2[k];
       s[i] = si;
-      ss += si * si;
+      const vd sd = to_double(si);
+      ss += sd * sd;
       if (NOISY) {
-        const vf res = si + e[i] * in.inv_sigma;
-        ee += e[i] * e[i];
-        se += si * e[i];
+        const vd ed = to_double(e[i]);
+        const vd res = sd + ed * in.inv_sigma_d;
+        ee += ed * ed;
+        se += sd * ed;
         rr += res * res;
       }
     }
-    const vf dc = (div - in.shift_div) * mask;
-    m[0] += ss * mask;
+    const vd maskd = to_double(mask);
+    const vd dc = (to_double(div) - in.shift_div) * maskd;
+    m[0] += ss * maskd;
     m[3] += dc;
     m[4] += dc * dc;
     if (NOISY) {
-      const vf fc = (se * in.inv_sigma - in.shift_fit) * mask;
-      m[1] += ee * mask;
-      m[2] += rr * mask;
+      const vd fc = (se / in.sigma_d - in.shift_fit) * maskd;
+      m[1] += ee * maskd;
+      m[2] += rr * maskd;
       m[5] += fc;
       m[6] += fc * fc;
     }
@@ -419,11 +437,11 @@ BlockFn pick_shape(int d, int n1, int n2, bool ism, bool dsm, bool noisy) {
 // Forward on the first tile only: the mean divergence and fit_dsm there, the shift of the moment sums.
 void first_tile_shift(Inputs& in, BlockFn fn) {
   Thread t(in.d, in.n1, in.n2);
-  in.shift_div = in.shift_fit = 0.f;
+  in.shift_div = in.shift_fit = 0.0;
   fn(in, t, 0, 0, 1);
   const double count = (double)std::min<int64_t>(L, in.N);
-  in.shift_div = (float)(lane_sum(t.lane[3]) / count);
-  in.shift_fit = (float)(lane_sum(t.lane[5]) / count);
+  in.shift_div = lane_sum(t.mlane[3]) / count;
+  in.shift_fit = lane_sum(t.mlane[5]) / count;
 }
 
 }  // namespace
@@ -452,6 +470,8 @@ std::vector<torch::Tensor> fused_step(torch::Tensor x, torch::Tensor eps, double
   in.e = noisy ? eps.data_ptr<float>() : nullptr;
   in.sigma = (float)sigma;
   in.inv_sigma = noisy ? (float)(1.0 / sigma) : 0.f;
+  in.sigma_d = sigma;
+  in.inv_sigma_d = noisy ? 1.0 / sigma : 0.0;
   in.w1 = params[0].data_ptr<float>();
   in.b1 = params[1].data_ptr<float>();
   in.w2 = params[2].data_ptr<float>();
@@ -504,7 +524,7 @@ std::vector<torch::Tensor> fused_step(torch::Tensor x, torch::Tensor eps, double
     for (int q = 0; q < in.n2 * in.n1; ++q) cp[q] += t->gc[q];
     delete t;
   }
-  torch::Tensor shifts = torch::tensor({(double)in.shift_div, (double)in.shift_fit}, f64);
+  torch::Tensor shifts = torch::tensor({in.shift_div, in.shift_fit}, f64);
   return {metrics, grads, gc, shifts};
 }
 
