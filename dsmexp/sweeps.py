@@ -22,7 +22,7 @@ from dsmexp import artifacts
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
 RUNS_FILE = "runs.csv"
-# beyond the settings, what a bitwise rerun needs: the same thread count, chunk size and source commit
+# beyond the settings, what a bitwise rerun needs: the same thread count, chunk size, kernel and commit
 REPRODUCE = ("threads", "chunk_size", "kernel", "commit")
 
 
