@@ -281,34 +281,44 @@ inline void gemv_t(const float* w, const vf* in, int n2, int n1, vf* out) {
 template <int D_, int N1_, int N2_>
 inline void reverse(const Inputs& in, Thread& t, int r, bool div, vf mask) {
   const int d = D_ ? D_ : in.d, n1 = N1_ ? N1_ : in.n1, n2 = N2_ ? N2_ : in.n2;
-  const vf* sb = t.sb.data() + r * d;
-  vf* c2 = t.c2.data() + r * n2;
-  vf* c1 = t.c1.data() + r * n1;
-  vf* g = t.lane.data() + r * t.lane_per_cotangent();
-  vf* gw1 = g;
-  vf* gb1 = gw1 + n1 * d;
-  vf* gb2 = gb1 + n1;
-  vf* gw3 = gb2 + n2;
-  vf* gb3 = gw3 + d * n2;
+  // Distinct arrays of the thread's scratch: __restrict__ lets the compiler keep values in registers.
+  const vf* __restrict__ sb = t.sb.data() + r * d;
+  const vf* __restrict__ z = t.z.data();
+  const vf* __restrict__ a2 = t.a2.data();
+  const vf* __restrict__ d1 = t.d1.data();
+  const vf* __restrict__ k1 = t.k1.data();
+  const vf* __restrict__ d2 = t.d2.data();
+  const vf* __restrict__ k2 = t.k2.data();
+  const vf* __restrict__ u = t.u.data();
+  const vf* __restrict__ v = t.v.data();
+  vf* __restrict__ c2 = t.c2.data() + r * n2;
+  vf* __restrict__ c1 = t.c1.data() + r * n1;
+  vf* __restrict__ g = t.lane.data() + r * t.lane_per_cotangent();
+  vf* __restrict__ gw1 = g;
+  vf* __restrict__ gb1 = gw1 + n1 * d;
+  vf* __restrict__ gb2 = gb1 + n1;
+  vf* __restrict__ gw3 = gb2 + n2;
+  vf* __restrict__ gb3 = gw3 + d * n2;
   for (int i = 0; i < d; ++i) {
-    gb3[i] += sb[i];
-    for (int k = 0; k < n2; ++k) gw3[i * n2 + k] += sb[i] * t.a2[k];
+    const vf sbi = sb[i];
+    gb3[i] += sbi;
+    for (int k = 0; k < n2; ++k) gw3[i * n2 + k] += sbi * a2[k];
   }
   for (int k = 0; k < n2; ++k) {
     vf acc{};
     for (int i = 0; i < d; ++i) acc += in.w3[i * n2 + k] * sb[i];
-    acc *= t.d2[k];
-    if (div) acc += t.k2[k] * t.u[k] * mask;
+    acc *= d2[k];
+    if (div) acc += k2[k] * u[k] * mask;
     c2[k] = acc;
     gb2[k] += acc;
   }
   gemv_t<N1_>(in.w2, c2, n2, n1, c1);
   for (int j = 0; j < n1; ++j) {
-    vf acc = c1[j] * t.d1[j];
-    if (div) acc += t.k1[j] * t.v[j] * mask;
+    vf acc = c1[j] * d1[j];
+    if (div) acc += k1[j] * v[j] * mask;
     c1[j] = acc;
     gb1[j] += acc;
-    for (int i = 0; i < d; ++i) gw1[j * d + i] += acc * t.z[i];
+    for (int i = 0; i < d; ++i) gw1[j * d + i] += acc * z[i];
   }
 }
 
