@@ -3,6 +3,7 @@ the fallback when the kernel cannot be built, and concurrent builds sharing one 
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsmexp import artifacts, fused, training
+from dsmexp import artifacts, fused, sweeps, training
 from dsmexp.divergence import make_kernel
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
@@ -128,6 +129,8 @@ def test_forced_build_failure_falls_back_to_torch_and_says_why(tmp_path):
     lines = [line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if "kernel:" in line]
     assert len(lines) == 1 and "kernel: torch" in lines[0] and "no-such-compiler not found" in lines[0]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["kernel"] == "torch"
+    with sweeps.write_runs_table(tmp_path).open() as f:
+        assert [row["kernel"] for row in csv.DictReader(f)] == ["torch"]  # runs.csv records it too
     refused = run_cli(*TINY, "kernel=fused", f"hydra.run.dir={tmp_path / 'refused'}", cwd=tmp_path, env=env,
                       check=False)
     assert refused.returncode == 1 and not (tmp_path / "refused").exists()
