@@ -89,12 +89,20 @@ def test_fused_gradients_match_float64_autograd_reference():
 
 
 @needs_kernel
-def test_fused_step_is_deterministic():
+def test_fused_step_is_bitwise_the_same_on_any_number_of_threads():
     model, x, eps = _problem(1000, 23, 0.01)
     kernel = fused.FusedKernel(model)
-    first, second = (kernel.step_terms(x, eps, 0.01, "ism") for _ in range(2))
-    assert torch.equal(first.metrics.nan_to_num(), second.metrics.nan_to_num())
-    assert all(torch.equal(a, b) for a, b in zip(first.grad, second.grad))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3, 1):
+            torch.set_num_threads(n)
+            results.append(kernel.step_terms(x, eps, 0.01, "ism"))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert torch.equal(results[0].metrics.nan_to_num(), other.metrics.nan_to_num())
+        assert all(torch.equal(a, b) for a, b in zip(results[0].grad, other.grad))
 
 
 def _train(tmp_path: Path, kernel: str, *overrides: str) -> dict:

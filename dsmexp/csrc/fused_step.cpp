@@ -31,6 +31,7 @@ namespace {
 
 constexpr int L = 16;
 constexpr int BLOCK_TILES = 32;  // tiles per float32 partial sum (512 points)
+constexpr int64_t GROUP_UNITS = 16;  // blocks per scheduled unit of work (8 noise rows at N = 1000)
 typedef float vf __attribute__((vector_size(64)));
 typedef int vi __attribute__((vector_size(64)));
 typedef double vd __attribute__((vector_size(128)));  // the 16 lanes in float64, for metric sums
@@ -171,6 +172,12 @@ struct Thread {
         metrics(N_METRICS, 0.0), grads(2 * lay.size, 0.0), gc(n2_ * n1_, 0.0) {}
 
   int lane_per_cotangent() const { return n1 * d + n1 + n2 + d * n2 + d; }
+
+  void clear_sums() {
+    std::fill(metrics.begin(), metrics.end(), 0.0);
+    std::fill(grads.begin(), grads.end(), 0.0);
+    std::fill(gc.begin(), gc.end(), 0.0);
+  }
 
   // Add the block's float sums to the float64 sums and clear them.
   void flush() {
@@ -499,28 +506,39 @@ std::vector<torch::Tensor> fused_step(torch::Tensor x, torch::Tensor eps, double
   const int64_t tiles = (in.N + L - 1) / L;
   const int64_t blocks_per_row = (tiles + BLOCK_TILES - 1) / BLOCK_TILES;
   const int64_t units = in.M * blocks_per_row;
-  const int threads = (int)std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), units));
-  std::vector<Thread*> parts(threads, nullptr);
+  // Units are handed out in groups of GROUP_UNITS, dynamically (a thread slowed by other processes takes
+  // fewer). Each group's float64 sums land in its own slot and the slots are added in group order, so
+  // the result does not depend on the thread count or on the schedule.
+  const int64_t groups = (units + GROUP_UNITS - 1) / GROUP_UNITS;
+  const Layout lay(in.d, in.n1, in.n2);
+  const int64_t slot = N_METRICS + 2 * lay.size + (int64_t)in.n2 * in.n1;
+  std::vector<double> slots(groups * slot, 0.0);
+  const int threads = (int)std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
 #pragma omp parallel num_threads(threads)
   {
 #if defined(__SSE__)
     const unsigned int csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);  // flush denormals to zero (FTZ | DAZ), as torch.set_flush_denormal
 #endif
-    auto* t = new Thread(in.d, in.n1, in.n2);
-    parts[omp_get_thread_num()] = t;
-#pragma omp for schedule(static)
-    for (int64_t unit = 0; unit < units; ++unit) {
-      const int64_t row = unit / blocks_per_row, block = unit % blocks_per_row;
-      const int64_t begin = block * BLOCK_TILES;
-      fn(in, *t, row, begin, std::min(begin + BLOCK_TILES, tiles));
-      t->flush();
+    Thread t(in.d, in.n1, in.n2);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t group = 0; group < groups; ++group) {
+      t.clear_sums();
+      for (int64_t unit = group * GROUP_UNITS; unit < std::min(units, (group + 1) * GROUP_UNITS); ++unit) {
+        const int64_t row = unit / blocks_per_row, block = unit % blocks_per_row;
+        const int64_t begin = block * BLOCK_TILES;
+        fn(in, t, row, begin, std::min(begin + BLOCK_TILES, tiles));
+        t.flush();
+      }
+      double* out = slots.data() + group * slot;
+      std::copy(t.metrics.begin(), t.metrics.end(), out);
+      std::copy(t.grads.begin(), t.grads.end(), out + N_METRICS);
+      std::copy(t.gc.begin(), t.gc.end(), out + N_METRICS + 2 * lay.size);
     }
 #if defined(__SSE__)
     _mm_setcsr(csr);
 #endif
   }
-  Layout lay(in.d, in.n1, in.n2);
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor metrics = torch::zeros({N_METRICS}, f64);
   torch::Tensor grads = torch::zeros({2, lay.size}, f64);
@@ -528,11 +546,11 @@ std::vector<torch::Tensor> fused_step(torch::Tensor x, torch::Tensor eps, double
   double* mp = metrics.data_ptr<double>();
   double* gp = grads.data_ptr<double>();
   double* cp = gc.data_ptr<double>();
-  for (Thread* t : parts) {  // in thread order: the same sums for the same thread count
-    for (int q = 0; q < N_METRICS; ++q) mp[q] += t->metrics[q];
-    for (int q = 0; q < 2 * lay.size; ++q) gp[q] += t->grads[q];
-    for (int q = 0; q < in.n2 * in.n1; ++q) cp[q] += t->gc[q];
-    delete t;
+  for (int64_t group = 0; group < groups; ++group) {
+    const double* part = slots.data() + group * slot;
+    for (int q = 0; q < N_METRICS; ++q) mp[q] += part[q];
+    for (int q = 0; q < 2 * lay.size; ++q) gp[q] += part[N_METRICS + q];
+    for (int q = 0; q < in.n2 * in.n1; ++q) cp[q] += part[N_METRICS + 2 * lay.size + q];
   }
   torch::Tensor shifts = torch::tensor({in.shift_div, in.shift_fit}, f64);
   return {metrics, grads, gc, shifts};
