@@ -125,6 +125,7 @@ class Config:
     grid_size: int = 64
     compile: bool = False
     logger: str = "none"
+    kernel: str = "auto"
     profile_name: str = "default"
     overwrite: bool = False
 
@@ -246,6 +247,9 @@ def validate(cfg: DictConfig) -> None:
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)
     _validate_model(cfg.model, int(cfg.dataset.get("dim", 2)))
+    from dsmexp import fused  # kernel=fused is checked (and built) here, before any work
+
+    fused.check_config(cfg)
 
 
 def _validate_keys(cfg: DictConfig) -> None:

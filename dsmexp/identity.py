@@ -13,7 +13,7 @@ from dsmexp.config import ConfigError
 # Keys that do not change the logged numbers (how fast a run goes, or only the end-of-run score field);
 # runs that differ only here are the same run. threads and chunk_size change the last float32 digits
 # (summing in another order), so summary.json records them and a resume that changes them warns.
-NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "checkpoint_every",
+NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "kernel", "checkpoint_every",
                    "grid_size", "logger")
 
 

@@ -26,8 +26,8 @@ from dsmexp.artifacts import RunFileError
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
 RUNS_FILE = "runs.csv"
-# beyond the settings, what a bitwise rerun needs: the same thread count, chunk size and source commit
-REPRODUCE = ("threads", "chunk_size", "commit")
+# beyond the settings, what a bitwise rerun needs: the same thread count, chunk size, kernel and commit
+REPRODUCE = ("threads", "chunk_size", "kernel", "commit")
 
 
 @dataclass

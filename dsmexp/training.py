@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 import dsmexp
-from dsmexp import artifacts
+from dsmexp import artifacts, fused
 from dsmexp.config import validate
 from dsmexp.data import build_dataset
 from dsmexp.divergence import make_kernel
@@ -135,7 +135,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.noise = torch.Generator(device=self.device)
         self.noise.manual_seed(self.seeds.noise)
-        self.kernel = make_kernel(self.model, compile=cfg.compile)
+        self.kernel, why = fused.choose(cfg)
+        log.info("kernel: %s (%s)", self.kernel, why)
+        self.fused = fused.FusedKernel(self.model) if self.kernel == "fused" else None
+        self.torch_kernel = make_kernel(self.model, compile=cfg.compile) if self.fused is None else None
         self.held_out = HeldOut(self.dataset, data, cfg.sigma, cfg.eval_samples, self.seeds.eval,
                                 self.device, self.dtype)
         self.no_eval = torch.full((len(EVAL_METRICS),), math.nan, dtype=torch.float64, device=self.device)
@@ -268,8 +271,11 @@ class Trainer:
             v = draw_projections(cfg.projection, cfg.projections, dim, n, self.noise, self.device, self.dtype)
         trained_only = cfg.diagnostics_every == 0
         diagnostics = not trained_only and step % cfg.diagnostics_every == 0
-        terms = step_terms(self.kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk,
-                           v=v, fd_eps=cfg.fd_eps, trained_only=trained_only)
+        if self.fused is not None:
+            terms = self.fused.step_terms(self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk)
+        else:
+            terms = step_terms(self.torch_kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics,
+                               self.chunk, v=v, fd_eps=cfg.fd_eps, trained_only=trained_only)
         evaluate = step + 1 == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
         esm = self.held_out.esm(self.model) if evaluate else self.no_eval
         for p, g in zip(self.model.parameters(), terms.grad):
@@ -319,7 +325,7 @@ class Trainer:
         return {"steps_done": self.steps_done, "diverged_step": self.diverged_step, "final": self.last_row,
                 "wall_time_s": self.elapsed, "device": _device_name(self.device),
                 "threads": self._threads(),
-                "chunk_size": self.chunk}
+                "chunk_size": self.chunk, "kernel": self.kernel}
 
     def write_summary(self, status: str) -> None:
         write_summary(self.run_dir, self.cfg, status, **self.progress())
@@ -328,13 +334,13 @@ class Trainer:
 def write_summary(run_dir: Path, cfg: DictConfig, status: str, error: str | None = None,
                   steps_done: int = 0, diverged_step: int | None = None, final: dict | None = None,
                   wall_time_s: float = 0.0, device: str = "", threads: int | None = None,
-                  chunk_size: int | None = None) -> None:
+                  chunk_size: int | None = None, kernel: str | None = None) -> None:
     """summary.json: status (completed, diverged, failed), progress, final metrics, what the numbers
-    depend on beyond the config (threads, chunk size, source commit, versions), and the config."""
+    depend on beyond the config (threads, chunk size, kernel, source commit, versions), and the config."""
     artifacts.write_json(Path(run_dir) / artifacts.SUMMARY_FILE, {
         "status": status, "steps_done": steps_done, "steps": cfg.steps, "diverged_step": diverged_step,
         "error": error, "final": final or {}, "wall_time_s": wall_time_s, "device": device,
-        "threads": threads, "chunk_size": chunk_size, "commit": source_commit(),
+        "threads": threads, "chunk_size": chunk_size, "kernel": kernel, "commit": source_commit(),
         "seed": cfg.seed, "versions": _versions(), "config": result_config(cfg)})
 
 

@@ -4,11 +4,15 @@ data, network and noise for
 
   (a) a naive reference in the common style: one forward for DSM-S, the ISM trace by a Python loop of
       autograd.grad(create_graph=True) over dimensions, separate backward passes;
-  (b) dsmexp's step as the runner uses it;
-  (c) dsmexp with torch.compile (--no-compile skips it).
+  (b) dsmexp's torch path (kernel=torch);
+  (c) dsmexp's fused C++ CPU kernel (kernel=fused, dsmexp/fused.py), when it builds here;
+  (d) dsmexp's torch path with torch.compile (--no-compile skips it).
 
-Then ms/step against M and against the dimension d (Gaussian data) for the exact trace, and ms/step of
-each objective trained alone (diagnostics off: ism, dsm_s, ssm, ssm_vr and fd_ssm with one projection)
+Every variant draws its noise inside the timed step, as the runner does. dsmexp_ms and speedup_vs_naive
+describe the default step (kernel=auto: the fused kernel when it builds, else the torch path). Then the
+default step on one thread against all threads, and ms/step against M and against the dimension d
+(Gaussian data) for the exact trace, and ms/step
+of each objective trained alone (diagnostics off: ism, dsm_s, ssm, ssm_vr and fd_ssm with one projection)
 against d for the paper's 16-32 network and a 16-32-32 one (ms_by_loss_d, ms_by_loss_d_3layer), on the
 same M*N points (N=1000, M=50, sigma=0.01). Medians over interleaved repeats after warm-up, with min-max
 spread; results go to outputs/bench/bench.json.
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from dsmexp import fused
 from dsmexp.divergence import TangentKernel, make_kernel
 from dsmexp.estimators import ESTIMATORS, draw_projections
 from dsmexp.models import ScoreMLP
@@ -84,7 +89,10 @@ def naive_step(model: ScoreMLP, optimizer: torch.optim.Optimizer, x: torch.Tenso
 def dsmexp_step(kernel, model: ScoreMLP, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                 eps: torch.Tensor, sigma: float, chunk: int) -> torch.Tensor:
     """One step as dsmexp's runner takes it: all terms, both gradients, the optimiser step."""
-    terms = step_terms(kernel, x, eps, sigma, "dsm_s", True, chunk)
+    if isinstance(kernel, fused.FusedKernel):
+        terms = kernel.step_terms(x, eps, sigma, "dsm_s", True, chunk)
+    else:
+        terms = step_terms(kernel, x, eps, sigma, "dsm_s", True, chunk)
     for p, g in zip(model.parameters(), terms.grad):
         p.grad = g
     optimizer.step()
@@ -93,8 +101,16 @@ def dsmexp_step(kernel, model: ScoreMLP, optimizer: torch.optim.Optimizer, x: to
 
 def bound_step(kernel, model: ScoreMLP, optimizer: torch.optim.Optimizer, setup: Setup,
                chunk: int) -> Callable[[], torch.Tensor]:
-    """dsmexp_step with its arguments fixed, ready to time."""
-    return lambda: dsmexp_step(kernel, model, optimizer, setup.x, setup.eps, SIGMA, chunk)
+    """dsmexp_step with its arguments fixed and fresh noise drawn in the step, ready to time."""
+    return lambda: dsmexp_step(kernel, model, optimizer, setup.x, setup.draw(), SIGMA, chunk)
+
+
+def default_kernel(model: ScoreMLP):
+    """What kernel=auto runs on this machine for the paper's network: the fused kernel if it builds."""
+    try:
+        return fused.FusedKernel(model)
+    except fused.BuildError:
+        return make_kernel(model)
 
 
 class Setup:
@@ -112,7 +128,13 @@ class Setup:
         noise = torch.randn((dim, m, N), generator=gen, device=device)
         self.eps = noise.permute(1, 2, 0)  # (M, N, d) view of feature-major noise, as the runner draws it
         self.v = draw_projections("rademacher", 1, dim, m * N, gen, device, torch.float32)
-        self.dim = dim
+        self.dim, self.m = dim, m
+        self.generator = torch.Generator(device=device).manual_seed(seed + 2)
+
+    def draw(self) -> torch.Tensor:
+        """Fresh noise for one step, drawn as the runner draws it."""
+        noise = torch.randn((self.dim, self.m, N), generator=self.generator, device=self.device)
+        return noise.permute(1, 2, 0)
 
     def model_and_optimizer(self) -> tuple[ScoreMLP, torch.optim.Optimizer]:
         model = ScoreMLP(self.dim, self.hidden, "tanh").to(self.device)
@@ -181,7 +203,9 @@ def agreement(setup: Setup, chunk: int) -> float:
     model_a, opt_a = setup.model_and_optimizer()
     model_b, opt_b = setup.model_and_optimizer()
     naive = naive_step(model_a, opt_a, setup.x, setup.eps.contiguous(), SIGMA)
-    ours = dict(zip(METRICS, bound_step(make_kernel(model_b), model_b, opt_b, setup, chunk)().tolist()))
+    kernel = default_kernel(model_b) if setup.device.type == "cpu" else make_kernel(model_b)
+    ours = dsmexp_step(kernel, model_b, opt_b, setup.x, setup.eps, SIGMA, chunk)
+    ours = dict(zip(METRICS, ours.tolist()))
     return max(abs(naive[k] - ours[k]) / max(abs(ours[k]), 1e-12) for k in naive)
 
 
@@ -190,18 +214,41 @@ def main_comparison(device: torch.device, chunk: int, repeats: int, compile_too:
     model_n, opt_n = setup.model_and_optimizer()
     model_d, opt_d = setup.model_and_optimizer()
     kernel = make_kernel(model_d)
-    eps_contiguous = setup.eps.contiguous()
-    ours = bound_step(kernel, model_d, opt_d, setup, chunk)
-    peak = peak_memory_mb(device, ours)
-    variants = {"dsmexp": ours, "naive": lambda: naive_step(model_n, opt_n, setup.x, eps_contiguous, SIGMA)}
+    torch_path = bound_step(kernel, model_d, opt_d, setup, chunk)
+    variants = {"torch": torch_path,
+                "naive": lambda: naive_step(model_n, opt_n, setup.x, setup.draw().contiguous(), SIGMA)}
+    if device.type == "cpu":
+        model_f, opt_f = setup.model_and_optimizer()
+        fused_kernel = default_kernel(model_f)
+        if isinstance(fused_kernel, fused.FusedKernel):
+            variants["fused"] = bound_step(fused_kernel, model_f, opt_f, setup, chunk)
+    default = variants.get("fused", torch_path)
+    peak = peak_memory_mb(device, default)
     if compile_too:
         model_c, opt_c = setup.model_and_optimizer()
         compiled = make_kernel(model_c, compile=True)
         variants["compiled"] = bound_step(compiled, model_c, opt_c, setup, chunk)
     times = time_interleaved(variants, repeats, warmup=2, device=device)
+    times["dsmexp"] = times["fused" if "fused" in times else "torch"]
     naive_peak = peak_memory_mb(device, variants["naive"])
     return {"times": {k: summary_ms(v) for k, v in times.items()}, "peak_mem_mb": peak,
-            "naive_peak_mem_mb": naive_peak, "max_rel_diff_vs_naive": agreement(setup, chunk)}
+            "naive_peak_mem_mb": naive_peak, "max_rel_diff_vs_naive": agreement(setup, chunk),
+            "default_kernel": "fused" if "fused" in variants else "torch",
+            "ms_by_threads": threads_table(default, repeats, device)}
+
+
+def threads_table(step: Callable[[], object], repeats: int, device: torch.device) -> dict[int, float]:
+    """The default step's median ms on one thread and on all of them, in the same process."""
+    if device.type != "cpu":
+        return {}
+    threads = torch.get_num_threads()
+    table = {}
+    for n in sorted({1, threads}):
+        torch.set_num_threads(n)
+        times = time_interleaved({"step": step}, repeats, warmup=1, device=device)["step"]
+        table[n] = summary_ms(times)["median"]
+    torch.set_num_threads(threads)
+    return table
 
 
 def scaling_tables(device: torch.device, chunk: int, repeats: int, scale: dict) -> dict:
@@ -210,7 +257,7 @@ def scaling_tables(device: torch.device, chunk: int, repeats: int, scale: dict) 
     for m in scale["by_m"]:
         setup = Setup(device, m=m)
         model, opt = setup.model_and_optimizer()
-        kernel = make_kernel(model)
+        kernel = default_kernel(model) if device.type == "cpu" else make_kernel(model)
         t = time_interleaved({"dsmexp": bound_step(kernel, model, opt, setup, chunk)}, repeats, warmup=1,
                              device=device)
         by_m[m] = summary_ms(t["dsmexp"])["median"]
@@ -258,14 +305,18 @@ def speed_checks(tables: dict, dim: int) -> dict:
 def print_report(result: dict) -> None:
     t = result["times"]
     m = result["config"]["M"]
-    print(f"\none instrumented step, N={N}, M={m}, MLP 2-16-32-2 tanh, {result['device']}")
+    print(f"\none instrumented step, noise included, N={N}, M={m}, MLP 2-16-32-2 tanh, {result['device']}")
     print(f"{'variant':10s} {'median ms':>10s} {'min-max ms':>16s}")
-    for name in ("naive", "dsmexp", "compiled"):
+    for name in ("naive", "torch", "fused", "compiled"):
         if name in t:
             print(f"{name:10s} {t[name]['median']:10.1f} {t[name]['min']:7.1f} - {t[name]['max']:<7.1f}")
-    print(f"speed-up vs naive {result['speedup_vs_naive']:.1f}x; {result['points_per_s']:.3g} points/s; "
+    print(f"default step: {result['default_kernel']} kernel; "
+          f"speed-up vs naive {result['speedup_vs_naive']:.1f}x; {result['points_per_s']:.3g} points/s; "
           f"peak memory {result['peak_mem_mb']:.0f} MB (naive {result['naive_peak_mem_mb']:.0f} MB); "
           f"metrics agree with naive to {result['max_rel_diff_vs_naive']:.1e}")
+    if result["ms_by_threads"]:
+        print("default step against threads: " + "  ".join(
+            f"{n} thread{'s' if n > 1 else ''}: {v:.1f} ms" for n, v in result["ms_by_threads"].items()))
     by_m = "  ".join(f"M={m}: {v:.1f}" for m, v in result["ms_by_M"].items())
     print(f"\nms/step against M (N={N}, d=2):  {by_m}")
     print(f"ms/step against d (Gaussian, N={N}, M={result['config']['M_by_d']}):")
@@ -304,11 +355,14 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {threads} threads"
     result = {
         "device": name, "naive_ms": t["naive"]["median"], "dsmexp_ms": t["dsmexp"]["median"],
+        "default_kernel": main["default_kernel"], "torch_ms": t["torch"]["median"],
+        "fused_ms": t["fused"]["median"] if "fused" in t else None,
         "compiled_ms": t["compiled"]["median"] if "compiled" in t else None,
         "speedup_vs_naive": t["naive"]["median"] / t["dsmexp"]["median"],
         "points_per_s": scale["m"] * N / (t["dsmexp"]["median"] / 1e3),
         "peak_mem_mb": main["peak_mem_mb"], "naive_peak_mem_mb": main["naive_peak_mem_mb"],
         "max_rel_diff_vs_naive": main["max_rel_diff_vs_naive"], "times": t,
+        "ms_by_threads": main["ms_by_threads"],
         "config": {"N": N, "M": scale["m"], "M_by_d": scale["d_m"], "hidden": HIDDEN,
                    "activation": "tanh", "sigma": SIGMA, "chunk": chunk, "repeats": args.repeats},
         "torch": torch.__version__, "python": platform.python_version(),

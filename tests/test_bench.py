@@ -14,9 +14,13 @@ def test_bench_smoke_writes_every_key(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
-    for key in ("device", "naive_ms", "dsmexp_ms", "compiled_ms", "speedup_vs_naive", "points_per_s",
-                "peak_mem_mb"):
+    for key in ("device", "naive_ms", "dsmexp_ms", "torch_ms", "fused_ms", "compiled_ms", "speedup_vs_naive",
+                "points_per_s", "peak_mem_mb", "default_kernel", "ms_by_threads"):
         assert key in result
+    # the default step is the fused kernel wherever it builds, and the speed-up describes it
+    default = "fused" if result["fused_ms"] is not None else "torch"
+    assert result["default_kernel"] == default and result["dsmexp_ms"] == result[f"{default}_ms"]
+    assert result["speedup_vs_naive"] == result["naive_ms"] / result["dsmexp_ms"]
     assert result["compiled_ms"] is None
     assert result["naive_ms"] > 0 and result["dsmexp_ms"] > 0 and result["points_per_s"] > 0
     assert result["max_rel_diff_vs_naive"] < 1e-4  # both variants compute the same step
