@@ -282,7 +282,7 @@ def _validate_finite(node: Any, path: str = "") -> None:
     """Every number in the config must be finite (nan and inf are config errors, not results)."""
     if isinstance(node, DictConfig):
         for key in node:
-            if key != "hydra":
+            if key != "hydra" and not OmegaConf.is_missing(node, key):  # a missing value is reported later
                 _validate_finite(node[key], f"{path}{key}.")
     elif isinstance(node, ListConfig):
         for i, item in enumerate(node):

@@ -16,6 +16,8 @@ on, and metrics.csv, the record, is never affected.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import importlib.util
 import logging
@@ -92,6 +94,22 @@ class TensorBoardBackend:
         self.writer.close()
 
 
+@contextlib.contextmanager
+def _store_lock(store: Path | None):
+    """An exclusive OS lock on a local MLflow file store (a file store does not keep names unique when
+    two processes create one experiment at once); a server keeps them unique itself."""
+    if store is None:
+        yield
+        return
+    store.mkdir(parents=True, exist_ok=True)
+    with (store / ".dsmexp-create.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class MlflowBackend:
     def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int) -> None:
         from mlflow import MlflowClient
@@ -106,7 +124,9 @@ class MlflowBackend:
         if uri.startswith("file:") or "://" not in uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for this opt-in
         self.client, self.columns = MlflowClient(tracking_uri=uri), columns
-        experiment = self._experiment(_shown(run_dir.parent))
+        store = Path(urlparse(uri).path) if uri.startswith("file:") else None
+        with _store_lock(store):  # jobs of a sweep starting together must not create the experiment twice
+            experiment = self._experiment(_shown(run_dir.parent))
         run_dir_text = str(Path(run_dir).resolve())
         earlier = self.client.search_runs([experiment], f"tags.`{RUN_DIR_TAG}` = '{run_dir_text}'",
                                           max_results=1, order_by=["attributes.start_time DESC"])

@@ -1,5 +1,6 @@
 """Regenerate the published results under docs/results/: the paper profile (seed 0) and the quick
-profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv.
+profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv, and the
+dimension study at its quick profile (report.md, Figures 5-7, runs.csv).
 
     make results                     # both; runs only what is not trained yet (about an hour on 2 cores)
     python scripts/results.py --only quick
@@ -73,14 +74,41 @@ def publish(name: str, profile: str, seeds: int, launcher: str) -> int:
     return code
 
 
+def publish_dimension(launcher: str) -> int:
+    """`make dimension PROFILE=quick` (finished runs and timing.json are reused), copied to docs/results."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "dimension.py"), "--profile", "quick",
+           "--launcher", launcher]
+    print(f"== dimension: {' '.join(cmd[1:])}", flush=True)
+    code = subprocess.run(cmd).returncode
+    sweep_dir = Path("outputs") / "sweeps" / "dimension-quick"
+    drawn = Path("outputs") / "figures" / "dimension-quick"
+    target = ROOT / "docs" / "results" / "dimension"
+    target.mkdir(parents=True, exist_ok=True)
+    for png in sorted(drawn.glob("figure*.png")):
+        shutil.copyfile(png, target / png.name)
+    runs = load_runs(sweep_dir)
+    commits = sorted({str(r.summary.get("commit")) for r in runs})
+    report = (drawn / "report.md").read_text().splitlines()
+    trained = ", ".join(f"`{c}`" for c in commits)
+    report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only dimension`); "
+                   "report drawn "
+                   f"at commit `{source_commit()}`, runs trained at {trained}."]
+    (target / "report.md").write_text("\n".join(report) + "\n")
+    shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
+    print(f"{target}: report.md, figures, runs.csv", flush=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(PUBLISHED), action="append",
+    parser.add_argument("--only", choices=sorted([*PUBLISHED, "dimension"]), action="append",
                         help="publish only this result (repeatable); default: all")
     parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib"))
     args = parser.parse_args(argv)
     np.seterr(all="ignore")
-    codes = [publish(name, *PUBLISHED[name], args.launcher) for name in (args.only or PUBLISHED)]
+    names = args.only or [*PUBLISHED, "dimension"]
+    codes = [publish_dimension(args.launcher) if name == "dimension"
+             else publish(name, *PUBLISHED[name], args.launcher) for name in names]
     return max(codes)
 
 

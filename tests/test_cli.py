@@ -94,7 +94,8 @@ def test_cfg_job_prints_the_resolved_config(tmp_path):
 
 def test_help_lists_the_config_groups(tmp_path):
     out = run_cli("--help", cwd=tmp_path).stdout
-    for group in ("dataset: gaussian, half_moon, swiss_roll", "loss: dsm, dsm_s, fd_ssm, ism, ssm, ssm_vr",
+    for group in ("dataset: gaussian, gmm, half_moon, swiss_roll",
+                  "loss: dsm, dsm_s, fd_ssm, ism, ssm, ssm_vr",
                   "optimizer: adam, adamw, sgd", "model: custom, mlp"):
         assert group in out
 

@@ -17,8 +17,9 @@ def test_help_lists_the_config_groups_without_the_internal_schema(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dsmexp", "--help"], cwd=tmp_path, capture_output=True,
                           text=True, check=True)
     groups = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
-    assert "loss: dsm, dsm_s, ism" in groups and "profile: paper, quick, smoke" in groups
-    assert "experiment: fig1, fig2, fig3, paper" in groups
+    assert "loss: dsm, dsm_s, fd_ssm, ism, ssm, ssm_vr" in groups
+    assert "profile: dimension_quick, paper, quick, smoke" in groups
+    assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, paper" in groups
     assert "schema" not in proc.stdout and "hydra/" not in groups
 
 
@@ -47,7 +48,8 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_any_directory(tmp_path):
     assert all(p.startswith(str(env_dir)) for p in where)  # the installed code and its own conf/
     helped = subprocess.run([env_dir / "bin" / "dsmexp", "--help"], cwd=elsewhere, capture_output=True,
                             text=True, check=True).stdout
-    assert "experiment: fig1, fig2, fig3, paper" in helped and "profile: paper, quick, smoke" in helped
+    assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, paper" in helped
+    assert "profile: dimension_quick, paper, quick, smoke" in helped
     tiny = ["steps=3", "noise_samples=2", "dataset.n_samples=32", "grid_size=4", "eval_samples=100",
             "threads=1"]
     subprocess.run([python, "-m", "dsmexp", *tiny, "hydra.run.dir=outputs/one"], cwd=elsewhere,

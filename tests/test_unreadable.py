@@ -62,4 +62,4 @@ def test_the_report_lists_every_run_it_could_not_read(broken_sweep, tmp_path):
     for name, why in WHY.items():
         line = next(line for line in section.splitlines() if line.startswith(f"- `{name}`"))
         assert why in line
-    assert "| ism | 0.01 | completed | 6 |" in report.split("## Runs not read")[0]
+    assert "| ism | 0.01 | 0 | completed | 6 |" in report.split("## Runs not read")[0]
