@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dsmexp import artifacts
-from tests.conftest import TINY, run_cli
+from dsmexp.identity import result_config
+from tests.conftest import TINY, make_cfg, run_cli
 
 
 def idle_node_missing() -> str | None:
@@ -55,13 +57,24 @@ def read_table(path: Path) -> list[dict]:
         return sorted(csv.DictReader(f), key=lambda r: r["run_dir"])
 
 
+def mismatched_checkpoint(run_dir: Path) -> None:
+    """A checkpoint with the failing job's settings but another network's weights: it passes every check
+    made before the job starts, and the job raises once it loads the weights."""
+    run_dir.mkdir(parents=True)
+    other = torch.nn.Linear(2, 2)
+    state = {"model": other.state_dict(), "optimizer": torch.optim.AdamW(other.parameters()).state_dict(),
+             "noise": torch.Generator().get_state(), "steps_done": 0, "elapsed": 0.0,
+             "config": result_config(make_cfg(*SWEEP[1:3], "loss=ism", "sigma=0.01"))}
+    artifacts.save_checkpoint(run_dir / artifacts.CHECKPOINT_FILE, state)
+
+
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory) -> dict[str, tuple[int, str, list[dict]]]:
     """The same three-job sweep, one job raising, through Slurm and (meanwhile) the basic launcher:
     exit status, stderr and runs.csv of each."""
     root = tmp_path_factory.mktemp("slurm_sweeps")
     for name in ("basic", "slurm"):
-        (root / "outputs" / name / FAILING / "metrics.csv").mkdir(parents=True)
+        mismatched_checkpoint(root / "outputs" / name / FAILING)
     with (root / "slurm.log").open("w+") as log:
         slurm = start_cli(*SWEEP, *SLURM, "hydra.sweep.dir=outputs/slurm", cwd=root, log=log)
         basic = run_cli(*SWEEP, "hydra.sweep.dir=outputs/basic", cwd=root, check=False)
@@ -86,11 +99,11 @@ def test_a_slurm_sweep_gives_the_runs_table_of_the_basic_launcher(sweeps):
 def test_a_raising_job_is_failed_in_runs_csv_and_the_others_complete(sweeps):
     returncode, stderr, rows = sweeps["slurm"]
     assert returncode == 1
-    assert "1 of 3 jobs failed" in stderr and "IsADirectoryError" in stderr
+    assert "1 of 3 jobs failed" in stderr and "RuntimeError" in stderr
     status = {r["run_dir"]: (r["status"], r["steps_done"], r["error"].split(":")[0]) for r in rows}
     assert status == {"loss=dsm,sigma=0.01": ("completed", "30", ""),
                       "loss=dsm_s,sigma=0.01": ("completed", "30", ""),
-                      FAILING: ("failed", "0", "IsADirectoryError")}
+                      FAILING: ("failed", "0", "RuntimeError")}
 
 
 # How the job is interrupted, in turn: the cluster requeues it (as on preemption), then Slurm's warning
