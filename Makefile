@@ -39,7 +39,7 @@ sweep: install
 figures: install
 	$(PY) scripts/figures.py --profile $(PROFILE) --seeds $(SEEDS) $(ARGS)
 
-# docs/results/: the paper profile (seed 0) and the quick profile over 5 seeds, from saved runs where present
+# docs/results/: the paper profile (seed 0), the quick profile over 5 seeds and the dimension study (saved runs reused)
 results: install
 	$(PY) scripts/results.py $(ARGS)
 
