@@ -62,17 +62,22 @@ def two_layer_weights(model: ScoreMLP) -> TwoLayerWeights:
                            w3.T.contiguous(), bmat, cmat, cmat.T.contiguous())
 
 
-def two_layer_forward(w: TwoLayerWeights, act: Activation, z: Tensor, with_div: bool = True) -> Forward:
-    """s, the exact divergence, and what the reverse pass needs, for points z (d, n).
-
-    with_div=False skips the divergence (the reverse pass then takes div_row=None only)."""
+def two_layer_layers(w: TwoLayerWeights, act: Activation, z: Tensor) -> tuple[Tensor, ...]:
+    """The forward pass through both hidden layers: (h1, a1, D1, h2, a2, D2, s) for points z (d, n)."""
     h1 = torch.addmm(w.b1, w.w1, z)
     a1 = act.fn(h1)
     d1 = act.slope(h1, a1)
     h2 = torch.addmm(w.b2, w.w2, a1)
     a2 = act.fn(h2)
     d2 = act.slope(h2, a2)
-    s = torch.addmm(w.b3, w.w3, a2)
+    return h1, a1, d1, h2, a2, d2, torch.addmm(w.b3, w.w3, a2)
+
+
+def two_layer_forward(w: TwoLayerWeights, act: Activation, z: Tensor, with_div: bool = True) -> Forward:
+    """s, the exact divergence, and what the reverse pass needs, for points z (d, n).
+
+    with_div=False skips the divergence (the reverse pass then takes div_row=None only)."""
+    h1, a1, d1, h2, a2, d2, s = two_layer_layers(w, act, z)
     keep = act.uses_preactivation
     if not with_div:
         return Forward(s, None, (z, h1 if keep else None, a1, d1, h2 if keep else None, a2, d2, None, None))

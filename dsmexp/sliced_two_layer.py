@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from dsmexp.divergence import TwoLayerWeights
+from dsmexp.divergence import TwoLayerWeights, two_layer_layers
 from dsmexp.models import Activation
 
 
@@ -31,13 +30,7 @@ class SlicedForward:
 
 def sliced_forward(w: TwoLayerWeights, act: Activation, z: Tensor, v: Tensor) -> SlicedForward:
     """s at points z (d, n) and v^T J v for projections v (K, d, n)."""
-    h1 = torch.addmm(w.b1, w.w1, z)
-    a1 = act.fn(h1)
-    d1 = act.slope(h1, a1)
-    h2 = torch.addmm(w.b2, w.w2, a1)
-    a2 = act.fn(h2)
-    d2 = act.slope(h2, a2)
-    s = torch.addmm(w.b3, w.w3, a2)
+    h1, a1, d1, h2, a2, d2, s = two_layer_layers(w, act, z)
     p = w.w1 @ v  # (K, n1, n)
     q = w.w3t @ v  # (K, n2, n)
     t1 = d1 * p
