@@ -125,8 +125,14 @@ def _build() -> ModuleType:
     with _exclusive(root / f"{name}.lock"):  # one build per key at a time, across processes
         if not (directory / f"{name}.so").exists():
             log.info("compiling the fused CPU kernel (once, about 30 s; cached in %s)", directory)
+        # the build compiles a copy kept beside it: the build file then names the same source path for
+        # every install sharing this cache (a checkout, a wheel in a venv), so none makes another rebuild
+        source = directory / SOURCE.name
+        if not source.exists():  # copied whole or not at all: a killed copy leaves only the .tmp
+            shutil.copyfile(SOURCE, source.with_suffix(".tmp"))
+            os.replace(source.with_suffix(".tmp"), source)
         try:
-            return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
+            return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS,
                                       extra_ldflags=["-fopenmp"], build_directory=str(directory))
         except Exception as err:  # a compiler error, a missing header, a link failure
             lines = [line for line in str(err).splitlines() if line.strip()]

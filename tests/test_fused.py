@@ -178,4 +178,15 @@ def test_two_processes_building_into_one_cache_at_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     assert outs[0][0] == outs[1][0]  # both loaded a working kernel
     assert sum(err.count("compiling the fused CPU kernel") for _, err in outs) == 1
-    assert len(list((tmp_path / "cache").glob("dsmexp_fused_*/dsmexp_fused_*.so"))) == 1
+    built = list((tmp_path / "cache").glob("dsmexp_fused_*/dsmexp_fused_*.so"))
+    assert len(built) == 1
+    # another install of the same source (a wheel in a venv, a second checkout) loads that build as it is
+    copy = tmp_path / "elsewhere" / fused.SOURCE.name
+    copy.parent.mkdir()
+    copy.write_bytes(fused.SOURCE.read_bytes())
+    before = built[0].stat().st_mtime_ns
+    moved = f"from dsmexp import fused\nfused.SOURCE = __import__('pathlib').Path({str(copy)!r})\n"
+    other = subprocess.run([sys.executable, "-c", BUILD_SCRIPT.replace("from dsmexp import fused\n", moved)],
+                           env=env, text=True, capture_output=True, timeout=600)
+    assert other.returncode == 0 and other.stdout == outs[0][0], other.stderr
+    assert built[0].stat().st_mtime_ns == before  # not rebuilt
