@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from sklearn.datasets import make_moons, make_swiss_roll
 
 GEOMETRY_STREAM = 7  # spawn key of the geometry stream, apart from any sampling stream
 PERP_STREAM = 11  # spawn key of the noise across an embedded curve's plane
@@ -94,6 +93,8 @@ class HalfMoon(CurveData):
         self.curves = (Curve("outer_moon", 0.0, math.pi, 0.5), Curve("inner_moon", 0.0, math.pi, 0.5))
 
     def sample_plane(self, n: int, seed: int) -> np.ndarray:
+        from sklearn.datasets import make_moons  # imported on use: a second of start-up otherwise
+
         return make_moons(n_samples=n, noise=self.noise, random_state=seed)[0]
 
 
@@ -107,6 +108,8 @@ class SwissRoll(CurveData):
         self.curves = (Curve("swiss_roll", 1.5 * math.pi, 4.5 * math.pi, 1.0, scale),)
 
     def sample_plane(self, n: int, seed: int) -> np.ndarray:
+        from sklearn.datasets import make_swiss_roll
+
         x = make_swiss_roll(n_samples=n, noise=self.noise / self.scale, random_state=seed)[0]
         return self.scale * x[:, [0, 2]]
 
