@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -31,6 +33,24 @@ def run_cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
     if check and proc.returncode != 0:
         raise AssertionError(f"dsmexp {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_cli_in_process(*args: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """`python -m dsmexp ARGS` in this process (no interpreter start-up): its exit code and stderr.
+    For commands that stop before training; the subprocess runner above is the real thing."""
+    from dsmexp import cli
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    monkeypatch.setattr(sys, "argv", ["dsmexp", *args])
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+    return code, err.getvalue()
 
 
 @pytest.fixture

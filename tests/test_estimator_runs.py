@@ -84,9 +84,10 @@ def test_bad_estimator_settings_get_one_line(override, message):
 @pytest.mark.slow
 def test_command_line_trains_each_estimator_and_a_custom_module(tmp_path):
     root = Path(__file__).resolve().parent.parent
+    run_cli("-m", *TINY, "loss=ssm,ssm_vr,fd_ssm", "sigma=0", "hydra.sweep.dir=outputs/est", cwd=tmp_path)
     for loss in ("ssm", "ssm_vr", "fd_ssm"):
-        run_cli(*TINY, f"loss={loss}", "sigma=0", f"hydra.run.dir=outputs/{loss}", cwd=tmp_path)
-        m = artifacts.read_metrics(tmp_path / "outputs" / loss / "metrics.csv")
+        (run_dir,) = (tmp_path / "outputs" / "est").glob(f"*,loss={loss},*")  # named by the overrides
+        m = artifacts.read_metrics(run_dir / "metrics.csv")
         np.testing.assert_array_equal(m["loss"], m["loss_est"])
     run_cli(*TINY, "model=custom", "model.target=tests.user_modules.ResidualMLP", "loss=ssm_vr",
             "hydra.run.dir=outputs/custom", cwd=tmp_path, env={"PYTHONPATH": str(root)})

@@ -18,6 +18,8 @@ def test_help_lists_the_config_groups_without_the_internal_schema(tmp_path):
                           text=True, check=True)
     groups = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
     assert "loss: dsm, dsm_s, fd_ssm, ism, ssm, ssm_vr" in groups
+    assert "dataset: gaussian, gmm, half_moon, swiss_roll" in groups
+    assert "optimizer: adam, adamw, sgd" in groups and "model: custom, mlp" in groups
     assert "profile: dimension_quick, paper, quick, smoke" in groups
     assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, paper" in groups
     assert "schema" not in proc.stdout and "hydra/" not in groups

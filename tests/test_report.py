@@ -11,6 +11,7 @@ import pytest
 from dsmexp import figures, training
 from dsmexp.claims import INCONCLUSIVE, MIXED, NOT_SUPPORTED, RULES, SUPPORTED
 from dsmexp.report import build_report
+from dsmexp.report import main as report_main
 from dsmexp.sweeps import load_runs
 from tests.conftest import TINY, run_cli
 
@@ -94,11 +95,11 @@ def test_figures_come_from_saved_files_only_and_rebuild_byte_for_byte(smoke_figu
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_report_command_works_for_any_sweep(tmp_path):
+def test_report_command_works_for_any_sweep(tmp_path, monkeypatch, capsys):
     run_cli("-m", *TINY, "loss=dsm,ism", "sigma=0.05,0.2", "hydra.sweep.dir=outputs/mine", cwd=tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "dsmexp.report", "outputs/mine", "--out", "outputs/fig"],
-                          cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert "report.md" in proc.stdout
+    monkeypatch.chdir(tmp_path)
+    report_main(["outputs/mine", "--out", "outputs/fig"])  # `python -m dsmexp.report ...`, in-process
+    assert "report.md" in capsys.readouterr().out
     report = (tmp_path / "outputs" / "fig" / "report.md").read_text()
     verdicts = [row[5].strip("*") for row in claim_rows(report)]
     assert verdicts[0] == SUPPORTED and verdicts.count(INCONCLUSIVE) >= 4  # no paper grid here

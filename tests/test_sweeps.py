@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from dsmexp import artifacts, sweeps, training
-from tests.conftest import TINY, make_cfg, run_cli
+from tests.conftest import TINY, make_cfg, run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +36,20 @@ def test_presets_compose_the_paper_settings():
     assert (quick.dataset.n_samples, list(quick.model.hidden)) == (1000, [16, 32])
 
 
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory) -> Path:
+    """SMOKE_SWEEP through the basic launcher; tests that change it work on a copy."""
+    cwd = tmp_path_factory.mktemp("basic")
+    run_cli(*SMOKE_SWEEP, "hydra.sweep.dir=outputs/basic", cwd=cwd)
+    return cwd / "outputs" / "basic"
+
+
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
-def test_launchers_write_the_same_runs_table_as_the_basic_one(tmp_path, launcher):
-    run_cli(*SMOKE_SWEEP, "hydra.sweep.dir=outputs/basic", cwd=tmp_path)
+def test_launchers_write_the_same_runs_table_as_the_basic_one(tmp_path, basic_sweep, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     run_cli(*SMOKE_SWEEP, f"hydra/launcher={launcher}", *extra, f"hydra.sweep.dir=outputs/{launcher}",
             cwd=tmp_path)
-    basic = read_table(tmp_path / "outputs" / "basic" / "runs.csv")
+    basic = read_table(basic_sweep / "runs.csv")
     other = read_table(tmp_path / "outputs" / launcher / "runs.csv")
     assert len(basic) == 2 and {r["status"] for r in basic} == {"completed"}
     for a, b in zip(basic, other):
@@ -113,29 +121,30 @@ def test_a_failing_job_is_recorded_the_others_run_and_the_sweep_exits_nonzero(tm
     assert rows["loss=dsm_s,sigma=0.01"]["status"] == "completed"
 
 
-def test_a_finished_run_is_skipped_not_overwritten(tmp_path):
+def test_a_finished_run_is_skipped_not_overwritten(tmp_path, monkeypatch):
     args = [*TINY, "hydra.run.dir=outputs/once"]
     run_cli(*args, cwd=tmp_path)
     run_dir = tmp_path / "outputs" / "once"
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.suffix != ".log"}
-    out = run_cli(*args, cwd=tmp_path)
-    assert "already completed" in out.stderr + out.stdout
+    code, stderr = run_cli_in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert code == 0 and "already completed after 6 steps; skipping" in stderr
     assert {name: (run_dir / name).read_bytes() for name in before} == before
     run_cli(*args, "overwrite=true", cwd=tmp_path)
     assert (run_dir / "summary.json").read_bytes() != before["summary.json"]
 
 
-def test_other_settings_in_the_same_directory_are_refused_before_anything_changes(tmp_path):
+def test_other_settings_in_the_same_directory_are_refused_before_anything_changes(tmp_path, monkeypatch):
     run_cli(*TINY, "hydra.run.dir=outputs/mine", cwd=tmp_path)
     config_before = (tmp_path / "outputs" / "mine" / ".hydra" / "config.yaml").read_text()
-    proc = run_cli(*TINY, "steps=7", "hydra.run.dir=outputs/mine", cwd=tmp_path, check=False)
-    assert proc.returncode == 1 and "other settings (steps differ" in proc.stderr
+    code, stderr = run_cli_in_process(*TINY, "steps=7", "hydra.run.dir=outputs/mine", cwd=tmp_path,
+                                      monkeypatch=monkeypatch)
+    assert code == 1 and "other settings (steps differ" in stderr
     assert (tmp_path / "outputs" / "mine" / ".hydra" / "config.yaml").read_text() == config_before
 
 
-def test_runs_table_is_rebuilt_from_disk_with_incomplete_and_missing_jobs(tmp_path):
-    run_cli(*SMOKE_SWEEP, "hydra.sweep.dir=outputs/re", cwd=tmp_path)
-    sweep = tmp_path / "outputs" / "re"
+def test_runs_table_is_rebuilt_from_disk_with_incomplete_and_missing_jobs(tmp_path, basic_sweep):
+    sweep = tmp_path / "re"
+    shutil.copytree(basic_sweep, sweep)
     original = read_table(sweep / "runs.csv")
     (sweep / "runs.csv").unlink()
     out = subprocess.run([sys.executable, "-m", "dsmexp.sweeps", str(sweep)], capture_output=True,
