@@ -60,7 +60,7 @@ def test_bad_input_fails_before_anything_is_written(tmp_path, monkeypatch, args,
     (["sigma=-0.1"], "dsmexp: error: sigma=-0.1: must be >= 0"),  # found by dsmexp's checks
     (["dataset=moons"], "Could not find 'dataset/moons'"),  # found by Hydra while composing
 ])
-def test_bad_input_from_the_real_command_line_is_one_line_and_exit_1(tmp_path, args, key):
+def test_bad_input_from_the_real_command_line_exits_1_without_a_traceback(tmp_path, args, key):
     proc = run_cli(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert key in proc.stderr and "Traceback" not in proc.stderr
