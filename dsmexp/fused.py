@@ -15,7 +15,6 @@ tanh, sigmoid or silu activation when it builds; `kernel=fused` requires it; `ke
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -32,6 +31,7 @@ from torch import Tensor
 from dsmexp.config import ConfigError
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import StepSums, StepTerms, _assemble
+from dsmexp.runlock import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _build() -> ModuleType:
                 or cpp_extension.get_default_build_root())
     directory = root / name
     directory.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root / f"{name}.lock"):  # one build per key at a time, across processes
+    with exclusive(root / f"{name}.lock"):  # one build per key at a time, across processes
         if not (directory / f"{name}.so").exists():
             log.info("compiling the fused CPU kernel (once, about 30 s; cached in %s)", directory)
         # the build compiles a copy kept beside it: the build file then names the same source path for
@@ -159,19 +159,6 @@ def _cpu_features() -> str:
     except OSError:
         pass
     return platform.processor()
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path):
-    """An advisory lock the system releases if its holder dies, so a killed job never blocks others."""
-    import fcntl
-
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class FusedKernel:

@@ -8,15 +8,30 @@ processes hold "the" lock at once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from dsmexp.config import ConfigError
 from dsmexp.safe_io import write_failed
 
 LOCK_FILE = ".dsmexp.lock"
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Wait for, then hold, an exclusive lock on the file `path` (created if missing) for the `with` block;
+    the system releases it if the holder dies. For short critical sections: a kernel build, creating
+    an MLflow experiment."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class RunBusy(ConfigError):

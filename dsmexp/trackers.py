@@ -17,7 +17,6 @@ on, and metrics.csv, the record, is never affected.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import importlib.util
 import logging
@@ -101,13 +100,11 @@ def _store_lock(store: Path | None):
     if store is None:
         yield
         return
+    from dsmexp.runlock import exclusive  # runlock imports config, which imports this module
+
     store.mkdir(parents=True, exist_ok=True)
-    with (store / ".dsmexp-create.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive(store / ".dsmexp-create.lock"):
+        yield
 
 
 class MlflowBackend:

@@ -8,13 +8,7 @@ set -euo pipefail
 STATE=${1:?usage: slurm-down.sh STATE_DIR}
 say() { echo "slurm-down: $*"; }
 
-live_pid() {
-    local file=$1 name=$2 pid
-    [[ -s $file ]] || return 1
-    pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/comm && $(</proc/$pid/comm) == "$name" ]] || return 1
-    echo "$pid"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/slurm-common.sh"  # live_pid
 
 stop() {
     local file=$1 name=$2 pid

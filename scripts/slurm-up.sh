@@ -18,14 +18,7 @@ WAIT_S=60
 say() { echo "slurm-up: $*"; }
 die() { echo "slurm-up: error: $*" >&2; exit 1; }
 
-# pid file -> running pid of the named program, or nothing
-live_pid() {
-    local file=$1 name=$2 pid
-    [[ -s $file ]] || return 1
-    pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/comm && $(</proc/$pid/comm) == "$name" ]] || return 1
-    echo "$pid"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/slurm-common.sh"  # live_pid
 
 node_states() { timeout 20 sinfo -h -N -o '%T' 2>/dev/null | sort -u | tr '\n' ' '; }
 
