@@ -1,7 +1,7 @@
-"""The fused CPU step: forward, exact divergence, every section-4 metric sum and both reverse passes
-(ISM, Eq. 8, and DSM-S, Eq. 9) of the two-hidden-layer MLP in one pass over each tile of 16 points
-(dsmexp/csrc/fused_step.cpp), built on first use with torch.utils.cpp_extension (the C++ compiler,
--O3 -march=native, OpenMP) and cached.
+"""The fused CPU step: forward, exact divergence, every per-step metric sum and both reverse passes
+(ISM, Eq. 8, and DSM-S, Eq. 9) of the two-hidden-layer MLP in one pass over each tile of points
+(dsmexp/csrc/fused_step.cpp: plain C++ with a C entry point), compiled on first use with the system C++
+compiler (-O3 -march=native, OpenMP) into a shared library and loaded with ctypes.
 
 Same formulas as divergence.TwoLayerKernel: div s = sum_jk D2_k C_kj D1_j with C = W2 * (W1 W3)^T. The
 C++ code returns G_C = sum over points of D2 D1^T, turned here, once per step, into the divergence's
@@ -9,20 +9,34 @@ gradient through C (the C-path terms of divergence.two_layer_backward). The nois
 with torch's generator in the runner's layout, so a run's data, noise and checkpoints are the same
 whichever kernel runs; results agree with the torch path to float32 rounding.
 
+The build. The library depends on the source, the flags, the compiler and the CPU only (no torch or
+Python headers), so its file name hashes exactly those and one build serves every environment sharing
+the cache (a checkout's venv, a wheel in another). It is compiled to a temporary file and renamed into
+place, so a killed build leaves no half-written library; builders of one key take turns under a flock
+whose wait is bounded (BuildError after LOCK_WAIT_S) and reported after NOTICE_AFTER_S; every compile
+says so when it starts, every HEARTBEAT_S while it runs, and how long it took when it ends.
+
 `kernel=auto` uses it on CPU for float32 runs of ism, dsm or dsm_s with the two-hidden-layer MLP and a
 tanh, sigmoid or silu activation when it builds; `kernel=fused` requires it; `kernel=torch` never uses it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 
 import torch
 from omegaconf import DictConfig
@@ -31,7 +45,6 @@ from torch import Tensor
 from dsmexp.config import ConfigError
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import StepSums, StepTerms, _assemble
-from dsmexp.runlock import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +52,16 @@ KERNELS = ("auto", "fused", "torch")
 ACTIVATION_IDS = {"tanh": 0, "sigmoid": 1, "silu": 2}  # softplus needs a logarithm: torch path
 FUSED_LOSSES = ("ism", "dsm", "dsm_s")
 SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_step.cpp"
-CFLAGS = ["-O3", "-march=native", "-fopenmp"]
-CACHE_ENV = "DSMEXP_KERNEL_CACHE"  # where builds are cached; default: torch's (TORCH_EXTENSIONS_DIR)
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-Wno-psabi"]
+CACHE_ENV = "DSMEXP_KERNEL_CACHE"  # where builds are cached; default: $XDG_CACHE_HOME/dsmexp/kernels
+NOTICE_AFTER_S = 3.0  # a wait for another builder is reported once it has lasted this long
+HEARTBEAT_S = 30.0  # and then every this many seconds, as is a compile
+LOCK_WAIT_S = 900.0  # the longest wait for another builder of the same key
+COMPILE_TIMEOUT_S = 900.0  # the longest a compile may run
+# kernel=auto takes the fused kernel up to this many middle-layer weights (n1 * n2): one thread's step on
+# an AVX2 CPU (N = 1000, M = 50, d = 2) took 0.41x the torch path's time at 16-32, 0.70x at 64-64 and
+# 1.27x at 128-128, where torch's matrix products win (README, The fused CPU kernel)
+MAX_AUTO_WIDTHS = 64 * 64
 
 
 class BuildError(RuntimeError):
@@ -58,8 +79,13 @@ def not_applicable(cfg: DictConfig) -> str | None:
         return "diagnostics_every=0: the trained objective alone runs on the torch path"
     if cfg.loss.name not in FUSED_LOSSES:
         return f"loss={cfg.loss.name}: the fused kernel covers {', '.join(FUSED_LOSSES)}"
-    if cfg.model.get("name", "mlp") != "mlp" or len(cfg.model.hidden) != 2:
-        return f"model.hidden={list(cfg.model.get('hidden', []))}: the fused kernel needs two hidden layers"
+    if cfg.model.get("name", "mlp") != "mlp":
+        return f"model={cfg.model.name}: the fused kernel covers model=mlp with two hidden layers"
+    if len(cfg.model.hidden) != 2:
+        return f"model.hidden={list(cfg.model.hidden)}: the fused kernel needs two hidden layers"
+    if cfg.kernel == "auto" and math.prod(cfg.model.hidden) > MAX_AUTO_WIDTHS:
+        return (f"model.hidden={list(cfg.model.hidden)}: above {MAX_AUTO_WIDTHS} weights in the middle layer "
+                "the torch path's matrix products are faster (kernel=fused forces the fused kernel)")
     if cfg.model.activation not in ACTIVATION_IDS:
         return (f"model.activation={cfg.model.activation}: the fused kernel covers "
                 f"{', '.join(ACTIVATION_IDS)}")
@@ -86,18 +112,45 @@ def choose(cfg: DictConfig) -> tuple[str, str]:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """For config validation: kernel is one of KERNELS, and kernel=fused can run (builds it if needed)."""
+    """For config validation: kernel is one of KERNELS, the kernel cache (when the fused kernel may run)
+    is a usable directory, and kernel=fused can run (builds it if needed)."""
     if cfg.kernel not in KERNELS:
         raise ConfigError(f"kernel={cfg.kernel}: must be one of {', '.join(KERNELS)}")
+    if cfg.kernel != "torch" and not_applicable(cfg) is None:
+        problem = cache_problem()
+        if problem:
+            raise ConfigError(problem)
     if cfg.kernel == "fused":
         choose(cfg)
 
 
-_loaded: ModuleType | BuildError | None = None
+def cache_root() -> Path:
+    """Where built kernels are kept: $DSMEXP_KERNEL_CACHE, else $XDG_CACHE_HOME/dsmexp/kernels (~/.cache)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dsmexp" / "kernels"
 
 
-def load() -> ModuleType:
-    """The compiled extension, built on first use and cached on disk; BuildError when it cannot be."""
+def cache_problem() -> str | None:
+    """One line when the kernel cache cannot be a directory (a regular file, or a file on its path)."""
+    root = cache_root()
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                named = f"{CACHE_ENV}={root}" if os.environ.get(CACHE_ENV) else f"the kernel cache {root}"
+                what = ("is not a directory" if path == root
+                        else f"lies under {path}, which is not a directory")
+                return f"{named}: {what}; name a directory (or unset {CACHE_ENV}), or use kernel=torch"
+            return None
+    return None
+
+
+_loaded: ctypes.CDLL | BuildError | None = None
+
+
+def load() -> ctypes.CDLL:
+    """The compiled library, built on first use and cached on disk; BuildError when it cannot be."""
     global _loaded
     if _loaded is None:
         try:
@@ -109,44 +162,139 @@ def load() -> ModuleType:
     return _loaded
 
 
-def _build() -> ModuleType:
-    from torch.utils import cpp_extension
+def library_path(compiler: str) -> Path:
+    """The cached library for this source, compiler, flags and CPU."""
+    return cache_root() / f"dsmexp_fused_{_build_key(compiler)}.so"
 
-    compiler = os.environ.get("CXX", "c++")  # the compiler torch.utils.cpp_extension invokes
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         raise BuildError(f"no C++ compiler (CXX={compiler} not found)")
-    if not cpp_extension.is_ninja_available():
-        raise BuildError("ninja, which torch.utils.cpp_extension builds with, is not installed")
-    name = f"dsmexp_fused_{_build_key(compiler)}"
-    root = Path(os.environ.get(CACHE_ENV) or os.environ.get("TORCH_EXTENSIONS_DIR")
-                or cpp_extension.get_default_build_root())
-    directory = root / name
-    directory.mkdir(parents=True, exist_ok=True)
-    with exclusive(root / f"{name}.lock"):  # one build per key at a time, across processes
-        if not (directory / f"{name}.so").exists():
-            log.info("compiling the fused CPU kernel (once, about 30 s; cached in %s)", directory)
-        # the build compiles a copy kept beside it: the build file then names the same source path for
-        # every install sharing this cache (a checkout, a wheel in a venv), so none makes another rebuild
-        source = directory / SOURCE.name
-        if not source.exists():  # copied whole or not at all: a killed copy leaves only the .tmp
-            shutil.copyfile(SOURCE, source.with_suffix(".tmp"))
-            os.replace(source.with_suffix(".tmp"), source)
+    problem = cache_problem()
+    if problem:
+        raise BuildError(problem)
+    target = library_path(compiler)
+    if not target.exists():
         try:
-            return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS,
-                                      extra_ldflags=["-fopenmp"], build_directory=str(directory))
-        except Exception as err:  # a compiler error, a missing header, a link failure
-            lines = [line for line in str(err).splitlines() if line.strip()]
-            raise BuildError(f"the build failed ({lines[0] if lines else type(err).__name__})") from err
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise BuildError(f"cannot create the kernel cache {target.parent} ({err.strerror})") from None
+        with _build_lock(target.with_suffix(".lock")):  # one builder per key at a time, across processes
+            if not target.exists():  # not built by the process we waited for
+                _compile(compiler, target)
+    try:
+        return _bind(ctypes.CDLL(str(target)))
+    except (OSError, AttributeError) as err:
+        raise BuildError(f"cannot load {target} ({err}); delete it to rebuild") from None
+
+
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path`, waiting at most LOCK_WAIT_S for another builder and saying so.
+    The holder's pid is written in the file for the message; a symlink there is refused."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise BuildError(f"cannot open the build lock {path} ({err.strerror})") from None
+    try:
+        start = next_notice = time.monotonic()
+        next_notice += NOTICE_AFTER_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                    raise BuildError(f"cannot lock {path} ({err.strerror})") from None
+            waited = time.monotonic() - start
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            if waited >= LOCK_WAIT_S:
+                raise BuildError(f"process {holder} has been building the fused kernel into {path.parent} "
+                                 f"for over {LOCK_WAIT_S:.0f} s (lock {path}); wait, or use kernel=torch")
+            if time.monotonic() >= next_notice:
+                say(f"waiting for process {holder}, which is compiling the fused CPU kernel into "
+                    f"{path.parent} ({waited:.0f} s so far; at most {LOCK_WAIT_S:.0f} s)")
+                next_notice += HEARTBEAT_S
+            time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # drops the flock
+
+
+def _compile(compiler: str, target: Path) -> None:
+    """Compile SOURCE into a temporary file beside `target` and rename it into place (whole or not at all)."""
+    for stale in target.parent.glob(f"{target.stem}.*.tmp"):  # left by a killed builder: we hold the lock
+        stale.unlink(missing_ok=True)
+    partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
+    command = [compiler, *CFLAGS, str(SOURCE), "-o", str(partial)]
+    say(f"compiling the fused CPU kernel with {compiler} into {target.parent} (first use of this source, "
+        "compiler and CPU; some seconds to a minute; kernel=torch skips it)")
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    except OSError as err:
+        raise BuildError(f"the C++ compiler {compiler} does not run ({err.strerror})") from None
+    try:
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=HEARTBEAT_S)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - start
+                if elapsed > COMPILE_TIMEOUT_S:
+                    proc.kill()
+                    raise BuildError(f"the compile ran over {COMPILE_TIMEOUT_S:.0f} s; stopped") from None
+                say(f"still compiling the fused CPU kernel ({elapsed:.0f} s so far)")
+        if proc.returncode != 0:
+            lines = [line for line in output.splitlines() if "error" in line] or output.splitlines() or ["?"]
+            raise BuildError(f"the build failed ({lines[0].strip()})")
+        os.replace(partial, target)
+    finally:
+        if proc.poll() is None:  # interrupted while the compiler ran
+            proc.kill()
+            proc.wait()
+        partial.unlink(missing_ok=True)
+    say(f"compiled the fused CPU kernel in {time.monotonic() - start:.1f} s ({target.name})")
+
+
+def _die_with_parent() -> None:
+    """In the compiler's process (Linux): be killed when dsmexp dies, however it dies, so no orphaned
+    compile goes on writing into the cache."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def say(message: str) -> None:
+    """A build notice: to the run's log when logging is set up (inside a run), else one line on stderr
+    (the checks before a run, a notebook)."""
+    if logging.getLogger().handlers:
+        log.info(message)
+    else:
+        sys.stderr.write(f"dsmexp: {message}\n")
+        sys.stderr.flush()
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the C entry point's signature (see fused_step.cpp)."""
+    fn = lib.dsmexp_fused_step
+    i64, i32, dbl, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
+    fn.argtypes = [ptr, ptr, i64, i64, i32, i32, i32, dbl, ctypes.POINTER(ptr), ptr, i32, i32, i32, i32,
+                   ptr, ptr, ptr, ptr]
+    fn.restype = i32
+    return lib
 
 
 def _build_key(compiler: str) -> str:
-    """Hash of everything the binary depends on: source, flags, compiler, torch and this CPU's features
-    (a cache shared between machines holds one build per instruction set)."""
+    """Hash of everything the library depends on: source, flags, compiler (path and version) and this
+    CPU's features (a cache shared between machines holds one build per instruction set)."""
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as err:
         raise BuildError(f"the C++ compiler {compiler} does not run ({err})") from err
-    parts = [SOURCE.read_bytes().decode(), " ".join(CFLAGS), compiler, version, torch.__version__,
+    parts = [SOURCE.read_bytes().decode(), " ".join(CFLAGS), shutil.which(compiler) or compiler, version,
              platform.machine(), _cpu_features()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
@@ -176,11 +324,11 @@ class FusedKernel:
         w1, _, w2, _, w3, _ = params
         bmat = w1 @ w3
         cmat = (w2 * bmat.T).contiguous()
-        e_fm = eps.permute(2, 0, 1).contiguous() if noisy else x.new_empty(0)  # (d, M, N): a view
+        e_fm = eps.permute(2, 0, 1).contiguous() if noisy else None  # (d, M, N)
         want_ism = loss == "ism" or diagnostics
         want_dsm = noisy and (loss != "ism" or diagnostics)
-        sums_out, flat, g_c, shifts = self.module.fused_step(
-            x.T.contiguous(), e_fm, float(sigma), params, self.activation, want_ism, want_dsm, cmat)
+        sums_out, flat, g_c, shifts = self._call(x.T.contiguous(), e_fm, float(sigma),
+                                                 params, cmat, want_ism, want_dsm)
         count = x.shape[0] * (eps.shape[0] if noisy else 1)
         sums = StepSums(sigma)
         sums.count = sums.fits.count = count
@@ -195,6 +343,29 @@ class FusedKernel:
         metrics = _assemble(sums, None, g_ism, g_dsm, None, loss, sums_out)
         trained = g_ism if loss == "ism" else g_dsm
         return StepTerms(metrics, [g.to(p.dtype) for g, p in zip(trained, params)])
+
+    def _call(self, x_fm: Tensor, e_fm: Tensor | None, sigma: float, params: list[Tensor], cmat: Tensor,
+              ism: bool, dsm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One call of the C entry point on contiguous float32 CPU tensors; float64 sums come back."""
+        for t in (x_fm, e_fm, cmat, *params):
+            if t is not None and not (t.dtype == torch.float32 and t.device.type == "cpu"
+                                      and t.is_contiguous()):
+                raise ValueError("the fused kernel takes contiguous float32 CPU tensors")
+        d, n = x_fm.shape
+        m = e_fm.shape[1] if e_fm is not None else 1
+        n1, n2 = params[0].shape[0], params[2].shape[0]
+        size = sum(p.numel() for p in params)
+        f64 = {"dtype": torch.float64}
+        sums, flat, g_c, shifts = (torch.zeros(7, **f64), torch.zeros(2, size, **f64),
+                                   torch.zeros(n2, n1, **f64), torch.zeros(2, **f64))
+        pointers = (ctypes.c_void_p * 6)(*(p.data_ptr() for p in params))
+        status = self.module.dsmexp_fused_step(
+            x_fm.data_ptr(), e_fm.data_ptr() if e_fm is not None else None, n, m, d, n1, n2, sigma,
+            pointers, cmat.data_ptr(), self.activation, int(ism), int(dsm), torch.get_num_threads(),
+            sums.data_ptr(), flat.data_ptr(), g_c.data_ptr(), shifts.data_ptr())
+        if status != 0:
+            raise RuntimeError(f"the fused kernel returned {status}")
+        return sums, flat, g_c, shifts
 
     @staticmethod
     def _add_c_path(grads: list[Tensor], g_c: Tensor, params: list[Tensor], bmat: Tensor) -> list[Tensor]:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,8 +168,14 @@ from dsmexp.models import ScoreMLP
 torch.manual_seed(0)
 model = ScoreMLP(2, [16, 32], "tanh")
 x, eps = torch.randn(50, 2), torch.randn(2, 3, 50).permute(1, 2, 0)
+print(fused.__file__)
 print(repr(fused.FusedKernel(model).step_terms(x, eps, 0.1, "dsm").metrics.tolist()))
 """
+
+
+def _compiles(err: str) -> int:
+    """How many compiles a build script's log says it started."""
+    return sum(line.startswith("compiling the fused CPU kernel") for line in err.splitlines())
 
 
 @needs_kernel
@@ -177,16 +187,89 @@ def test_two_processes_building_into_one_cache_at_once(tmp_path):
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert outs[0][0] == outs[1][0]  # both loaded a working kernel
-    assert sum(err.count("compiling the fused CPU kernel") for _, err in outs) == 1
-    built = list((tmp_path / "cache").glob("dsmexp_fused_*/dsmexp_fused_*.so"))
-    assert len(built) == 1
-    # another install of the same source (a wheel in a venv, a second checkout) loads that build as it is
-    copy = tmp_path / "elsewhere" / fused.SOURCE.name
-    copy.parent.mkdir()
-    copy.write_bytes(fused.SOURCE.read_bytes())
+    assert sum(_compiles(err) for _, err in outs) == 1
+    built = list((tmp_path / "cache").glob("dsmexp_fused_*.so"))
+    assert len(built) == 1 and not list((tmp_path / "cache").glob("*.tmp"))
+    # another install of the package (a second checkout, a wheel) loads that build as it is: the library
+    # depends on the source, the compiler and the CPU only, not on where dsmexp or torch are installed
+    shutil.copytree(Path(fused.__file__).parent, tmp_path / "elsewhere" / "dsmexp",
+                    ignore=shutil.ignore_patterns("__pycache__", "conf"))
     before = built[0].stat().st_mtime_ns
-    moved = f"from dsmexp import fused\nfused.SOURCE = __import__('pathlib').Path({str(copy)!r})\n"
-    other = subprocess.run([sys.executable, "-c", BUILD_SCRIPT.replace("from dsmexp import fused\n", moved)],
-                           env=env, text=True, capture_output=True, timeout=600)
-    assert other.returncode == 0 and other.stdout == outs[0][0], other.stderr
-    assert built[0].stat().st_mtime_ns == before  # not rebuilt
+    other = subprocess.run([sys.executable, "-c", BUILD_SCRIPT], text=True, capture_output=True, timeout=600,
+                           env=env | {"PYTHONPATH": str(tmp_path / "elsewhere")}, cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.splitlines()[0].startswith(str(tmp_path / "elsewhere"))
+    assert other.stdout.splitlines()[1] == outs[0][0].splitlines()[1]
+    assert _compiles(other.stderr) == 0 and built[0].stat().st_mtime_ns == before  # not rebuilt
+
+
+@needs_kernel
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_build_killed_midway_leaves_nothing_that_stops_the_next(tmp_path, signal_name):
+    env = os.environ | {fused.CACHE_ENV: str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT], env=env, text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    line = first.stderr.readline()  # blocks until the compile has started (or the process ended)
+    assert line.startswith("compiling the fused CPU kernel"), line
+    time.sleep(1.0)
+    first.send_signal(getattr(signal, signal_name))
+    first.wait(timeout=60)
+    first.stderr.close()
+    cache = tmp_path / "cache"
+    assert not list(cache.glob("*.so"))  # nothing half-written under the library's name
+    start = time.monotonic()
+    second = subprocess.run([sys.executable, "-c", BUILD_SCRIPT], env=env, text=True, capture_output=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert _compiles(second.stderr) == 1 and "waiting" not in second.stderr
+    assert "compiled the fused CPU kernel in" in second.stderr
+    assert len(list(cache.glob("*.so"))) == 1 and not list(cache.glob("*.tmp"))
+    assert time.monotonic() - start < 590
+
+
+def test_a_wait_for_another_builder_is_reported_and_bounded(tmp_path, monkeypatch, capsys):
+    """A process holding the build lock (another build) is waited for, said so, and given up on after
+    LOCK_WAIT_S with one line naming it; kernel=auto then runs on the torch path."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(fused.CACHE_ENV, str(cache))
+    monkeypatch.setenv("CXX", "c++")
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    lock = fused.library_path("c++").with_suffix(".lock")
+    cache.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+        "print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(fused, "NOTICE_AFTER_S", 0.3)
+        monkeypatch.setattr(fused, "LOCK_WAIT_S", 1.5)
+        monkeypatch.setattr(fused, "_loaded", None)
+        monkeypatch.setattr(logging.getLogger(), "handlers", [])  # notices go to stderr
+        start = time.monotonic()
+        with pytest.raises(fused.BuildError, match=rf"process {holder.pid} has been building"):
+            fused.load()
+        assert time.monotonic() - start < 10
+        err = capsys.readouterr().err
+        assert f"waiting for process {holder.pid}, which is compiling the fused CPU kernel" in err
+        assert fused.choose(make_cfg("kernel=auto"))[0] == "torch"  # the failure is remembered
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_kernel_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "cache"
+    not_a_dir.write_text("a file\n")
+    monkeypatch.setenv(fused.CACHE_ENV, str(not_a_dir))
+    for kernel in ("auto", "fused"):
+        with pytest.raises(fused.ConfigError, match=rf"^DSMEXP_KERNEL_CACHE={not_a_dir}: is not a directory"):
+            fused.check_config(make_cfg(f"kernel={kernel}"))
+    fused.check_config(make_cfg("kernel=torch"))  # never needs the cache
+    monkeypatch.setenv(fused.CACHE_ENV, str(not_a_dir / "sub"))
+    with pytest.raises(fused.ConfigError, match="lies under .*cache, which is not a directory"):
+        fused.check_config(make_cfg("kernel=auto"))
+    assert not_a_dir.read_text() == "a file\n"

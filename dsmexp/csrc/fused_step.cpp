@@ -1,10 +1,12 @@
 // One instrumented training step of a d -> n1 -> n2 -> d MLP in a single pass over the points.
 //
-// Points are processed in tiles of L = 16, one point per float lane of a 512-bit vector (GCC vector
-// extensions; the compiler splits them on narrower ISAs). For each tile, with z = x + sigma * eps:
+// Points are processed in tiles of L points, one point per float lane of a GCC vector: L = 16 (512 bits)
+// where the CPU has AVX-512, else L = 8 (256 bits, AVX2). Wider vectors than the hardware's are split by
+// the compiler into several registers each, which spills the reverse pass's accumulators to memory: on
+// AVX2, L = 16 ran 3.6x slower than L = 8. For each tile, with z = x + sigma * eps:
 //   forward   h1 = W1 z + b1, a1 = phi(h1), h2 = W2 a1 + b2, a2 = phi(h2), s = W3 a2 + b3;
 //   divergence (ISM fitting term, Eq. 8): div s = sum_k D2_k u_k, u = C D1, C = W2 * (W1 W3)^T;
-//   metrics   |s|^2, |eps|^2, |s + eps/sigma|^2, div s and <s, eps>/sigma (DESIGN.md section 4);
+//   metrics   |s|^2, |eps|^2, |s + eps/sigma|^2, div s and <s, eps>/sigma (README, What a run computes);
 //   reverse   for the cotangent s (ISM, Eq. 8, plus the divergence) and s + eps/sigma (DSM-S, Eq. 9):
 //             c2 = phi'(h2) W3^T sbar (+ phi''(h2) u for ISM), c1 = phi'(h1) W2^T c2 (+ phi''(h1) v,
 //             v = C^T D2, for ISM), and their outer products with the layer inputs.
@@ -12,11 +14,12 @@
 // caller turns it into W1, W2, W3 gradient terms once per step. Nothing per point is written to memory.
 // Metric sums are float64 per point (as on the torch path); the gradients' float lane sums are flushed
 // to float64 after every block of at most BLOCK_TILES tiles of one noise row.
-#include <torch/extension.h>
-
+// Plain C++ with a C entry point (no torch or Python headers): it compiles in seconds, and one build
+// serves every Python environment that shares the cache. dsmexp/fused.py loads it with ctypes.
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -29,12 +32,20 @@
 
 namespace {
 
-constexpr int L = 16;
-constexpr int BLOCK_TILES = 32;  // tiles per float32 partial sum (512 points)
+#ifndef DSMEXP_LANES
+#if defined(__AVX512F__)
+#define DSMEXP_LANES 16
+#else
+#define DSMEXP_LANES 8
+#endif
+#endif
+constexpr int L = DSMEXP_LANES;
+constexpr int BLOCK_TILES = 512 / L;  // tiles per float32 partial sum (512 points)
+constexpr int RB = L == 16 ? 8 : 4;
 constexpr int64_t GROUP_UNITS = 16;  // blocks per scheduled unit of work (8 noise rows at N = 1000)
-typedef float vf __attribute__((vector_size(64)));
-typedef int vi __attribute__((vector_size(64)));
-typedef double vd __attribute__((vector_size(128)));  // the 16 lanes in float64, for metric sums
+typedef float vf __attribute__((vector_size(4 * L)));
+typedef int vi __attribute__((vector_size(4 * L)));
+typedef double vd __attribute__((vector_size(8 * L)));  // the 16 lanes in float64, for metric sums
 
 inline vf splat(float a) { return vf{} + a; }
 
@@ -206,6 +217,7 @@ struct Thread {
 
 // Write the L x L block rows[0..L) (lane = point) transposed: out[p * stride + j] = rows[j][p].
 // Four stages of two-input shuffles, each swapping the off-diagonal s x s blocks of every 2s x 2s block.
+#if DSMEXP_LANES == 16
 inline void transpose_store(const vf* rows, float* out, int stride) {
   vf r[L];
   for (int j = 0; j < L; ++j) r[j] = rows[j];
@@ -230,6 +242,12 @@ inline void transpose_store(const vf* rows, float* out, int stride) {
   }
   for (int p = 0; p < L; ++p) std::memcpy(out + p * stride, &r[p], sizeof(vf));
 }
+#else
+inline void transpose_store(const vf* rows, float* out, int stride) {
+  for (int p = 0; p < L; ++p)
+    for (int j = 0; j < L; ++j) out[p * stride + j] = rows[j][p];
+}
+#endif
 
 // rows[k] += sum_p left[k][p] * right[p] for RB rows k starting at k0 (right: the transposed tile).
 template <int RB, bool A, bool B, bool C>
@@ -413,7 +431,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
       reverse<D_, N1_, N2_>(in, t, 1, false, mask);
     }
     // Outer products over the tile's points: W2 gradients (c2 a1^T) and, for ISM, G_C (D2 D1^T).
-    if (N1_ == L) {
+    if (L == 16 && N1_ == L) {
       transpose_store(a1, t.a1t.data(), L);
       if (ISM) {
         vf d1m[L];
@@ -430,7 +448,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
     const vf* c2i = t.c2.data();
     const vf* c2d = t.c2.data() + n2;
     int k0 = 0;
-    for (; k0 + 8 <= n2; k0 += 8) outer_rows<8, ISM, DSM, ISM>(t, k0, c2i, c2d, d2);
+    for (; k0 + RB <= n2; k0 += RB) outer_rows<RB, ISM, DSM, ISM>(t, k0, c2i, c2d, d2);
     for (; k0 < n2; ++k0) outer_rows<1, ISM, DSM, ISM>(t, k0, c2i, c2d, d2);
   }
 }
@@ -463,40 +481,34 @@ void first_tile_shift(Inputs& in, BlockFn fn) {
 
 }  // namespace
 
-// Returns (metrics, grads, gc, shifts): metric sums (7, float64), gradients of sum_points for the ISM
-// and DSM-S cotangents (2, P) in torch's parameter order (ISM without the C-path), G_C (n2, n1) and
-// the two shifts of the centred moment sums.
-std::vector<torch::Tensor> fused_step(torch::Tensor x, torch::Tensor eps, double sigma,
-                                      std::vector<torch::Tensor> params, int64_t activation, bool ism,
-                                      bool dsm, torch::Tensor cmat) {
-  TORCH_CHECK(x.dtype() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2, "x: (d, N) float32");
-  TORCH_CHECK(params.size() == 6, "six parameters expected");
-  const bool noisy = eps.numel() > 0;
+// Writes metric sums (7, float64), gradients of sum_points for the ISM and DSM-S cotangents (2, P) in
+// torch's parameter order (ISM without the C-path), G_C (n2, n1) and the two shifts of the centred moment
+// sums. x: (d, N) feature-major; e: (d, M, N) feature-major or null (sigma = 0); params: w1, b1, w2, b2,
+// w3, b3 of a d -> n1 -> n2 -> d MLP, contiguous float32; c = W2 * (W1 W3)^T, (n2, n1). Returns 0.
+extern "C" int dsmexp_fused_step(const float* x, const float* e, int64_t N, int64_t M, int d, int n1,
+                                 int n2, double sigma, const float* const* params, const float* c,
+                                 int activation, int ism, int dsm, int max_threads, double* metrics_out,
+                                 double* grads_out, double* gc_out, double* shifts_out) {
+  const bool noisy = e != nullptr;
   Inputs in{};
-  in.d = (int)x.size(0);
-  in.N = x.size(1);
-  in.M = noisy ? eps.size(1) : 1;
-  if (noisy)
-    TORCH_CHECK(eps.dtype() == torch::kFloat32 && eps.is_contiguous() && eps.dim() == 3 &&
-                    eps.size(0) == in.d && eps.size(2) == in.N,
-                "eps: (d, M, N) float32 contiguous");
-  in.n1 = (int)params[0].size(0);
-  in.n2 = (int)params[2].size(0);
-  for (auto& p : params) TORCH_CHECK(p.dtype() == torch::kFloat32 && p.is_contiguous(), "float32 params");
-  in.x = x.data_ptr<float>();
-  in.e = noisy ? eps.data_ptr<float>() : nullptr;
+  in.d = d;
+  in.N = N;
+  in.M = noisy ? M : 1;
+  in.n1 = n1;
+  in.n2 = n2;
+  in.x = x;
+  in.e = e;
   in.sigma = (float)sigma;
   in.inv_sigma = noisy ? (float)(1.0 / sigma) : 0.f;
   in.sigma_d = sigma;
   in.inv_sigma_d = noisy ? 1.0 / sigma : 0.0;
-  in.w1 = params[0].data_ptr<float>();
-  in.b1 = params[1].data_ptr<float>();
-  in.w2 = params[2].data_ptr<float>();
-  in.b2 = params[3].data_ptr<float>();
-  in.w3 = params[4].data_ptr<float>();
-  in.b3 = params[5].data_ptr<float>();
-  TORCH_CHECK(cmat.dtype() == torch::kFloat32 && cmat.is_contiguous(), "cmat: (n2, n1) float32");
-  in.c = cmat.data_ptr<float>();
+  in.w1 = params[0];
+  in.b1 = params[1];
+  in.w2 = params[2];
+  in.b2 = params[3];
+  in.w3 = params[4];
+  in.b3 = params[5];
+  in.c = c;
   const bool want_ism = ism || !noisy, want_dsm = dsm && noisy;
   BlockFn fn = activation == 0   ? pick_shape<Tanh>(in.d, in.n1, in.n2, want_ism, want_dsm, noisy)
                : activation == 1 ? pick_shape<Sigmoid>(in.d, in.n1, in.n2, want_ism, want_dsm, noisy)
@@ -513,7 +525,7 @@ std::vector<torch::Tensor> fused_step(torch::Tensor x, torch::Tensor eps, double
   const Layout lay(in.d, in.n1, in.n2);
   const int64_t slot = N_METRICS + 2 * lay.size + (int64_t)in.n2 * in.n1;
   std::vector<double> slots(groups * slot, 0.0);
-  const int threads = (int)std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
+  const int threads = (int)std::max<int64_t>(1, std::min<int64_t>(max_threads, groups));
 #pragma omp parallel num_threads(threads)
   {
 #if defined(__SSE__)
@@ -539,23 +551,17 @@ std::vector<torch::Tensor> fused_step(torch::Tensor x, torch::Tensor eps, double
     _mm_setcsr(csr);
 #endif
   }
-  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  torch::Tensor metrics = torch::zeros({N_METRICS}, f64);
-  torch::Tensor grads = torch::zeros({2, lay.size}, f64);
-  torch::Tensor gc = torch::zeros({in.n2, in.n1}, f64);
-  double* mp = metrics.data_ptr<double>();
-  double* gp = grads.data_ptr<double>();
-  double* cp = gc.data_ptr<double>();
+  const int n_grads = 2 * lay.size, n_gc = in.n2 * in.n1;
+  std::fill(metrics_out, metrics_out + N_METRICS, 0.0);
+  std::fill(grads_out, grads_out + n_grads, 0.0);
+  std::fill(gc_out, gc_out + n_gc, 0.0);
   for (int64_t group = 0; group < groups; ++group) {
     const double* part = slots.data() + group * slot;
-    for (int q = 0; q < N_METRICS; ++q) mp[q] += part[q];
-    for (int q = 0; q < 2 * lay.size; ++q) gp[q] += part[N_METRICS + q];
-    for (int q = 0; q < in.n2 * in.n1; ++q) cp[q] += part[N_METRICS + 2 * lay.size + q];
+    for (int q = 0; q < N_METRICS; ++q) metrics_out[q] += part[q];
+    for (int q = 0; q < n_grads; ++q) grads_out[q] += part[N_METRICS + q];
+    for (int q = 0; q < n_gc; ++q) gc_out[q] += part[N_METRICS + n_grads + q];
   }
-  torch::Tensor shifts = torch::tensor({in.shift_div, in.shift_fit}, f64);
-  return {metrics, grads, gc, shifts};
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("fused_step", &fused_step, "forward, exact divergence, metric sums and reverse passes in one pass");
+  shifts_out[0] = in.shift_div;
+  shifts_out[1] = in.shift_fit;
+  return 0;
 }
