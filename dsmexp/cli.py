@@ -24,8 +24,10 @@ register_configs()
 
 
 def job_threads(cfg: DictConfig) -> int | None:
-    """torch threads for this job: cfg.threads, else the CPUs a Slurm job was given
-    (SLURM_CPUS_PER_TASK), else all cores; under the joblib launcher those are split over n_jobs."""
+    """torch (and fused-kernel OpenMP) threads for this job: cfg.threads, else the CPUs a Slurm job was
+    given (SLURM_CPUS_PER_TASK); under the joblib launcher those, or the CPUs this process may run on (its
+    affinity mask), are split over n_jobs, so parallel jobs never ask for more threads than there are
+    CPUs. Otherwise None: torch's default (OMP_NUM_THREADS, else the cores)."""
     if cfg.threads is not None:
         return cfg.threads
     slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
@@ -33,8 +35,16 @@ def job_threads(cfg: DictConfig) -> int | None:
     n_jobs = HydraConfig.get().launcher.get("n_jobs")
     if n_jobs is None:
         return cores
-    cores = cores or os.cpu_count() or 1
+    cores = cores or available_cpus()
     return max(1, cores // (cores if n_jobs < 0 else n_jobs))
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

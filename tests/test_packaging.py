@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SESSION_KERNEL_CACHE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,10 +56,15 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_any_directory(tmp_path):
     assert "profile: dimension_quick, paper, quick, smoke" in helped
     tiny = ["steps=3", "noise_samples=2", "dataset.n_samples=32", "grid_size=4", "eval_samples=100",
             "threads=1"]
-    subprocess.run([python, "-m", "dsmexp", *tiny, "hydra.run.dir=outputs/one"], cwd=elsewhere,
-                   check=True, capture_output=True, text=True)
+    libraries = {p: p.stat().st_mtime_ns for p in SESSION_KERNEL_CACHE.glob("*.so")}
+    one = subprocess.run([python, "-m", "dsmexp", *tiny, "hydra.run.dir=outputs/one"], cwd=elsewhere,
+                         check=True, capture_output=True, text=True, timeout=300)
     summary = json.loads((elsewhere / "outputs" / "one" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps_done"] == 3
+    # another environment sharing the kernel cache loads the session's build as it is: no compile
+    assert "compiling the fused CPU kernel" not in one.stdout + one.stderr
+    assert {p: p.stat().st_mtime_ns for p in SESSION_KERNEL_CACHE.glob("*.so")} == libraries
+    assert summary["kernel"] == ("fused" if libraries else "torch")
     # a preset, a profile and the dsmexp sweeper (it writes runs.csv) from the installed package
     subprocess.run([env_dir / "bin" / "dsmexp", "-m", "experiment=fig1", "+profile=smoke", *tiny,
                     "hydra.sweep.dir=outputs/sweep"], cwd=elsewhere, check=True, capture_output=True,
