@@ -156,6 +156,12 @@ def test_settings_outside_the_kernel_use_torch_or_are_refused():
     assert fused.choose(make_cfg("kernel=torch")) == ("torch", "kernel=torch")
     with pytest.raises(fused.ConfigError, match=r"^kernel=fused: model.hidden=\[8, 8, 8\]"):
         fused.check_config(make_cfg("kernel=fused", "model.hidden=[8,8,8]"))
+    custom = make_cfg("kernel=fused", "model=custom", "model.target=tests.user_modules.ResidualMLP")
+    with pytest.raises(fused.ConfigError, match=r"^kernel=fused: model=custom: the fused kernel covers"):
+        fused.check_config(custom)
+    # kernel=auto keeps the torch path where its matrix products are faster (wide middle layers)
+    assert fused.choose(make_cfg("model.hidden=[128,128]"))[0] == "torch"
+    assert fused.not_applicable(make_cfg("kernel=fused", "model.hidden=[128,128]")) is None
     with pytest.raises(fused.ConfigError, match="kernel=gpu: must be one of auto, fused, torch"):
         fused.check_config(make_cfg("kernel=gpu"))
 
