@@ -23,8 +23,11 @@ import torch
 
 from dsmexp.evaluation import EVAL_METRICS
 from dsmexp.objectives import METRICS
+from dsmexp.runlock import LOCK_FILE
 from dsmexp.safe_io import RunFileError, make_run_dir, replace_text, write_failed  # noqa: F401 - also artifacts.*
 from dsmexp.safe_io import foreign as _foreign
+from dsmexp.safe_io import open_append as _open_append
+from dsmexp.safe_io import refuse_symlink as _refuse_symlink
 from dsmexp.safe_io import replace_atomically as _replace_atomically
 from dsmexp.safe_io import unreadable as _unreadable
 
@@ -37,6 +40,10 @@ FINISHED = ("completed", "diverged")
 SUMMARY_KEYS = ("status", "steps_done", "config")
 CHECKPOINT_KEYS = ("model", "optimizer", "noise", "steps_done")
 FIELD_KEYS = ("grid_x", "grid_y", "score")
+# every file written into a run directory, by dsmexp or by Hydra for it (job name dsmexp): none may be a
+# symbolic link, as the target would be written through
+WRITTEN_FILES = (METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE, FIELD_FILE, LOCK_FILE, "dsmexp.log",
+                 ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
 
 # ---- metrics.csv -------------------------------------------------------------------------------------
@@ -149,10 +156,7 @@ class MetricsWriter:
                 csv.writer(f).writerow(COLUMNS)
                 self._write_rows(f, kept or [])
         _replace_atomically(path, write)
-        try:
-            self._file = path.open("a", newline="")
-        except OSError as err:
-            raise write_failed(path, err) from None
+        self._file = _open_append(path, newline="")
 
     @staticmethod
     def _write_rows(f: Any, rows: Iterable[Sequence[float]]) -> None:
@@ -260,8 +264,11 @@ def check_score_field(path: Path) -> None:
 
 def check_run_files(run_dir: Path, overwrite: bool = False) -> None:
     """Raise RunFileError for the first file under a dsmexp name in run_dir that dsmexp did not write
-    or (unless overwrite, which will replace it) cannot read. Files under other names are never touched."""
+    or (unless overwrite, which will replace it) cannot read, or that is a symbolic link (WRITTEN_FILES).
+    Files under other names are never touched."""
     run_dir = Path(run_dir)
+    for name in WRITTEN_FILES:
+        _refuse_symlink(run_dir / name)
     checks = [(METRICS_FILE, check_metrics_header), (SUMMARY_FILE, lambda p: read_summary(p.parent)),
               (CHECKPOINT_FILE, load_checkpoint), (FIELD_FILE, check_score_field)]
     for name, check in checks:

@@ -110,7 +110,15 @@ def _check_can_create(run_dir: Path) -> None:
 
 
 def main() -> None:
-    """Train one run (or a sweep with -m) in Hydra's output directory."""
+    """Train one run (or a sweep with -m) in Hydra's output directory.
+
+    Ctrl-C prints one line and exits 130: a run stops after the step in progress, with its metrics
+    rows and a checkpoint written, so the same command resumes it."""
     training.prepare_cpu()  # before torch starts its worker threads, so they inherit it
-    check_single_run(sys.argv[1:])
-    _app()
+    try:
+        check_single_run(sys.argv[1:])
+        _app()
+    except KeyboardInterrupt as stop:
+        where = f" at step {stop.steps_done}" if isinstance(stop, training.Interrupted) else ""
+        sys.stderr.write(f"dsmexp: interrupted{where}; the same command resumes\n")
+        sys.exit(130)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ CONF_DIR = str(_PACKAGED_CONF if _PACKAGED_CONF.is_dir() else _PACKAGED_CONF.par
 ACTIVATIONS = ("tanh", "silu", "softplus", "sigmoid")
 LOSSES = ("ism", "dsm", "dsm_s", "ssm", "ssm_vr", "fd_ssm")
 PROJECTIONS = ("rademacher", "gaussian", "sphere")
+PROFILE_NAME = re.compile(r"[A-Za-z0-9._=,+\[\]-]+")  # one path component (experiment/*.yaml)
 SIGMA_RANGE = (1e-15, 1e15)  # sigma^2 and 1/sigma^2 stay inside float32's range
 MAX_GRID_SIZE = 1024  # score_field.npz: up to 1024^2 points (the model runs on all of them at once)
 
@@ -169,11 +171,15 @@ def run_dirname(overrides: str) -> str:
     """A run directory name from Hydra's override_dirname, with numbers written by value.
 
     `sigma=1e-2` and `sigma=0.01` name the same directory (`sigma=0.01`); whole numbers lose a trailing
-    `.0`; anything that is not a number (lists, names) is kept as typed.
+    `.0`; anything that is not a number (lists, names) is kept as typed, except that `%`, `/` and NUL
+    are written %25, %2F and %00: the name is always one directory inside outputs/runs or the sweep
+    directory (`model.kwargs.path=../../x` cannot name a directory elsewhere).
     """
     if not overrides:
         return "default"
-    return ",".join(_canonical_item(item) for item in _split_items(overrides))
+    name = ",".join(_canonical_item(item) for item in _split_items(overrides))
+    name = name.replace("%", "%25").replace("/", "%2F").replace("\0", "%00")
+    return name.replace(".", "%2E") if name in (".", "..") else name
 
 
 def _split_items(text: str) -> list[str]:
@@ -224,6 +230,9 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"sigma=0 with loss={cfg.loss.name}: DSM needs sigma > 0 "
               "(its target is -eps/sigma); use loss=ism to train on clean data", sweep_skippable=True)
     _check(cfg.seed >= 0, f"seed={cfg.seed}: must be >= 0")
+    _check(bool(PROFILE_NAME.fullmatch(cfg.profile_name)) and ".." not in cfg.profile_name,
+           f"profile_name={cfg.profile_name}: must be a name of letters, digits and ._-=,+[] "
+           "(no / and no ..): presets put it in their sweep directory's name")
     for key in ("noise_samples", "steps", "checkpoint_every", "eval_samples"):
         _check(cfg[key] >= 1, f"{key}={cfg[key]}: must be >= 1")
     _check(cfg.diagnostics_every >= 0,

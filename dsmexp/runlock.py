@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dsmexp.config import ConfigError
-from dsmexp.safe_io import write_failed
+from dsmexp.safe_io import symlinked, write_failed
 
 LOCK_FILE = ".dsmexp.lock"
 
@@ -53,8 +53,10 @@ class RunLock:
         (A sweep directory's lock is taken with wait=True for the moments its jobs.json and runs.csv
         are rewritten, so sweeps sharing a directory never lose each other's plan.)"""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as err:
+            if self.path.is_symlink():
+                raise symlinked(self.path) from None
             raise write_failed(self.path, err) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -98,9 +100,9 @@ def is_busy(run_dir: Path) -> str | None:
     """The RunBusy message when another process holds run_dir's lock now, else None (read-only probe)."""
     path = Path(run_dir) / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return None  # no lock file: nobody ever locked it (or it is unreadable, and then not ours)
+        return None  # no lock file: nobody ever locked it (or it is unreadable or a link, and not ours)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:

@@ -37,6 +37,34 @@ def foreign(path: Path, why: str) -> RunFileError:
                         "(dsmexp never overwrites it)", foreign=True, reason=reason)
 
 
+def symlinked(path: Path) -> RunFileError:
+    """The one line for a symbolic link where dsmexp writes a file: it never writes through one."""
+    try:
+        target = f" to {os.readlink(path)}"
+    except OSError:
+        target = ""
+    reason = f"{path}: a symbolic link{target}, and dsmexp never writes through one"
+    return RunFileError(f"{reason}; remove the link or choose another hydra.run.dir / hydra.sweep.dir",
+                        foreign=True, reason=reason)
+
+
+def refuse_symlink(path: Path) -> None:
+    """Raise RunFileError (symlinked) when path is a symbolic link, dangling or not."""
+    if Path(path).is_symlink():
+        raise symlinked(path)
+
+
+def open_append(path: Path, newline: str | None = None) -> Any:
+    """path opened for appending text, never through a symbolic link (RunFileError naming it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if Path(path).is_symlink():
+            raise symlinked(path) from None
+        raise write_failed(path, err) from None
+    return os.fdopen(fd, "a", newline=newline)
+
+
 def write_failed(path: Path, err: OSError, action: str = "write") -> RunFileError:
     """The one line for a write that the file system refused (full disk, read-only, not a directory)."""
     why = err.strerror or str(err)
@@ -50,7 +78,9 @@ def replace_atomically(path: Path, write: Any) -> None:
     """Call write(tmp_path), fsync it, then rename it over path: readers never see a partial file.
 
     The temporary file has a unique name (two writers never share one) and is removed on any failure.
+    A path that is a symbolic link is refused (RunFileError), not replaced.
     """
+    refuse_symlink(path)
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:

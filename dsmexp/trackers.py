@@ -5,7 +5,8 @@ loop writes them, also go to TensorBoard or MLflow, and the end of a run is repo
   `tensorboard --logdir <sweep dir>` compares a sweep. A resumed run purges the steps after its
   checkpoint, as metrics.csv does. The sweep's figures are added by `dsmexp.report` (figures_to_tensorboard).
 - mlflow: one MLflow run per job (named by its directory, the flattened config as params, every metric
-  per step, summary.json and score_field.npz as artifacts) in one experiment per sweep directory.
+  per step, summary.json and score_field.npz as artifacts) in one experiment per sweep directory
+  (experiment_name: its path, with ' and \\ written %27 and %5C).
   The store is MLFLOW_TRACKING_URI when set, else a local file store, outputs/mlruns (no server).
 
 Both need the optional extra (`pip install "dsmexp[tracking]"`). config.validate rejects an unknown
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.util
 import logging
 import math
@@ -34,6 +36,23 @@ LOGGERS = ("none", "tensorboard", "mlflow")
 PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}
 MLFLOW_STORE = Path("outputs") / "mlruns"  # relative to the working directory, like outputs/runs
 RUN_DIR_TAG = "dsmexp.run_dir"
+RUN_DIR_ID_TAG = "dsmexp.run_dir_sha256"  # the run directory's path hashed: safe in a filter string
+
+
+def _path_id(path_text: str) -> str:
+    return hashlib.sha256(path_text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def experiment_name(sweep_dir: Path) -> str:
+    """The MLflow experiment of a sweep directory: its path as the user named it, with ' and \\ written
+    %27 and %5C (MLflow's file store looks experiments up by a quoted name, and cannot quote those;
+    runs are found by their own path, so two directories sharing an experiment never mix)."""
+    return _shown(sweep_dir).replace("'", "%27").replace("\\", "%5C")
+
+
+def _quotable(text: str) -> bool:
+    """True when '{text}' is a string in an MLflow filter (MLflow has no escape for a quote in it)."""
+    return not any(ch in text for ch in "'\\")
 
 
 def check_logger(logger: str) -> str | None:
@@ -123,18 +142,32 @@ class MlflowBackend:
         self.client, self.columns = MlflowClient(tracking_uri=uri), columns
         store = Path(urlparse(uri).path) if uri.startswith("file:") else None
         with _store_lock(store):  # jobs of a sweep starting together must not create the experiment twice
-            experiment = self._experiment(_shown(run_dir.parent))
+            experiment = self._experiment(experiment_name(run_dir.parent))
         run_dir_text = str(Path(run_dir).resolve())
-        earlier = self.client.search_runs([experiment], f"tags.`{RUN_DIR_TAG}` = '{run_dir_text}'",
-                                          max_results=1, order_by=["attributes.start_time DESC"])
-        if earlier and earlier[0].info.status != RunStatus.to_string(RunStatus.FINISHED):
-            self.run_id = earlier[0].info.run_id  # a resumed job continues its MLflow run
+        earlier = self._earlier_run(experiment, run_dir_text)
+        if earlier is not None and earlier.info.status != RunStatus.to_string(RunStatus.FINISHED):
+            self.run_id = earlier.info.run_id  # a resumed job continues its MLflow run
             self.client.update_run(self.run_id, status="RUNNING")
         else:
-            run = self.client.create_run(experiment, run_name=run_dir.name, tags={RUN_DIR_TAG: run_dir_text})
+            run = self.client.create_run(experiment, run_name=run_dir.name, tags={
+                RUN_DIR_TAG: run_dir_text, RUN_DIR_ID_TAG: _path_id(run_dir_text)})
             self.run_id = run.info.run_id
             params = [Param(k, str(v)[:6000]) for k, v in config_columns(config).items()]
             self.client.log_batch(self.run_id, params=params)
+
+    def _earlier_run(self, experiment: str, run_dir_text: str):
+        """The latest MLflow run of this run directory, or None. Found by the hash of its path (a filter
+        string cannot quote every path: MLflow has no escape for a quote in it); runs that predate that
+        tag, by the path itself where it holds no quote or backslash."""
+        filters = [f"tags.`{RUN_DIR_ID_TAG}` = '{_path_id(run_dir_text)}'"]
+        if _quotable(run_dir_text):
+            filters.append(f"tags.`{RUN_DIR_TAG}` = '{run_dir_text}'")
+        for text in filters:
+            found = self.client.search_runs([experiment], text, max_results=1,
+                                            order_by=["attributes.start_time DESC"])
+            if found and found[0].data.tags.get(RUN_DIR_TAG) == run_dir_text:
+                return found[0]
+        return None
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)

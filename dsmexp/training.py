@@ -3,12 +3,16 @@ resume from the last checkpoint, and a summary. Diverging is a result; raising i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import platform
+import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +37,8 @@ from dsmexp.runlock import RunLock
 from dsmexp.trackers import Tracker
 
 log = logging.getLogger(__name__)
-__all__ = ["NON_RESULT_KEYS", "Trainer", "check_existing_run", "result_config", "run", "write_summary"]
+__all__ = ["NON_RESULT_KEYS", "Interrupted", "Trainer", "check_existing_run", "result_config", "run",
+           "write_summary"]
 CPU_CHUNK = 16384  # points per chunk on CPU, the fastest in scripts/bench.py on 2 cores (8k-32k are close)
 CUDA_CHUNK = 1 << 20
 FLUSH_STEPS = {"cpu": 1, "cuda": 25}  # steps between metric copies to the host (one sync each)
@@ -51,6 +56,36 @@ class Seeds:
     @classmethod
     def from_seed(cls, seed: int) -> Seeds:
         return cls(*(int(s) for s in np.random.SeedSequence(seed).generate_state(4)))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training between two steps, after steps_done steps were logged and checkpointed."""
+
+    def __init__(self, steps_done: int) -> None:
+        super().__init__(steps_done)
+        self.steps_done = steps_done
+
+
+@contextlib.contextmanager
+def _sigint_between_steps() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C (SIGINT) into a flag the training loop reads after each step; a second one
+    interrupts at once. Only where Python's own handler is in place (the main thread, SIGINT not
+    ignored or handled by someone else); elsewhere the flag stays False."""
+    hit = []
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: False
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        hit.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def prepare_cpu(threads: int | None = None) -> None:
@@ -80,7 +115,8 @@ def run(cfg: DictConfig, run_dir: Path, threads: int | None = None) -> str:
 
     The run directory is owned by this process while it trains (runlock.RunLock). Returns the final
     status: completed or diverged. A failure is recorded in summary.json (when the disk lets us) and
-    re-raised.
+    re-raised. Ctrl-C while it trains raises Interrupted once the step in progress is logged and
+    checkpointed; the same call resumes from there.
     """
     validate(cfg)
     run_dir = Path(run_dir)
@@ -238,20 +274,25 @@ class Trainer:
         clock = time.perf_counter() - self.elapsed
         bar = tqdm(total=cfg.steps, initial=self.steps_done, desc=f"{cfg.loss.name} sigma={cfg.sigma:g}",
                    unit="step", disable=None, dynamic_ncols=True)
-        with bar:
+        with bar, _sigint_between_steps() as interrupted:
             for step in range(self.steps_done, cfg.steps):
                 metrics = self._step(step)
                 self.elapsed = time.perf_counter() - clock
                 pending.append((step, metrics, self.elapsed))
                 last = step + 1 == cfg.steps
-                if len(pending) >= flush_every or last or (step + 1) % cfg.checkpoint_every == 0:
+                stop = interrupted() and not last
+                if len(pending) >= flush_every or last or stop or (step + 1) % cfg.checkpoint_every == 0:
                     self._flush(pending, writer, bar)
                     pending = []
                     if self.diverged_step is not None:
                         return
-                    if (step + 1) % cfg.checkpoint_every == 0 and not last:
+                    if ((step + 1) % cfg.checkpoint_every == 0 or stop) and not last:
                         writer.sync()  # the rows a checkpoint counts are on disk before it is
                         self._save_checkpoint()
+                    if stop:
+                        log.info("interrupted after %d steps; checkpoint.pt and metrics.csv hold them",
+                                 self.steps_done)
+                        raise Interrupted(self.steps_done)
 
     def step(self, step: int) -> torch.Tensor:
         """One optimisation step exactly as training takes it (used to time objectives side by side)."""

@@ -27,9 +27,12 @@ from omegaconf import OmegaConf
 from dsmexp.artifacts import RunFileError, replace_text, write_failed
 from dsmexp.config import ConfigError, validate
 from dsmexp.identity import check_existing_run
-from dsmexp.runlock import RunBusy, RunLock, is_busy
+from dsmexp.runlock import LOCK_FILE, RunBusy, RunLock, is_busy
+from dsmexp.safe_io import refuse_symlink
 
 log = logging.getLogger(__name__)
+# what a sweep writes in its directory (runs.csv: sweeps.RUNS_FILE); none may be a symbolic link
+SWEEP_FILES = ("multirun.yaml", "jobs.json", "runs.csv", LOCK_FILE)
 
 
 @dataclass
@@ -52,9 +55,11 @@ class DsmexpSweeper(BasicSweeper):
         jobs = self._expand(arguments)
         runnable, planned = self._check(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
+        for name in SWEEP_FILES:
+            refuse_symlink(sweep_dir / name)
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+            replace_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
             _record_plan(sweep_dir / "jobs.json", planned)
         except OSError as err:
             raise write_failed(sweep_dir, err, "write into") from None
@@ -138,6 +143,7 @@ def _record_plan(path: Path, planned: list[dict]) -> None:
     def key(job: dict) -> str:
         return job.get("subdir") or json.dumps(job["overrides"])
 
+    refuse_symlink(path)  # before reading it: a link's target is neither read nor written
     with RunLock(path.parent, wait=True):
         earlier = json.loads(path.read_text()) if path.exists() else []
         ours = {key(job) for job in planned}
