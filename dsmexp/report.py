@@ -17,13 +17,17 @@ import numpy as np
 
 from dsmexp import figures
 from dsmexp.claims import RULES, SUPPORTED, Claim, evaluate_claims, finished_runs
+from dsmexp.objectives import GRAD_NORM_COLUMN
 from dsmexp.sweeps import Run, scan_runs
 from dsmexp.trackers import figures_to_tensorboard
 
+PAPER_LOSSES = ("dsm", "dsm_s", "ism")  # the objectives the figures and claims are about
+
 
 def losses_in(runs: list[Run]) -> tuple[str, ...]:
-    """The trained objectives present, in the paper's order (DSM variants first)."""
-    return tuple(loss for loss in ("dsm", "dsm_s", "ism") if any(r.loss == loss for r in runs))
+    """The paper's objectives present, in the paper's order (DSM variants first); DSM-S and ISM when none
+    is (their panels then say that the sweep has no such run)."""
+    return tuple(loss for loss in PAPER_LOSSES if any(r.loss == loss for r in runs)) or ("dsm_s", "ism")
 
 
 def draw_figures(runs: list[Run], out_dir: Path) -> list[Path]:
@@ -148,12 +152,24 @@ def runs_table(runs: list[Run]) -> list[str]:
              "| wall s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
-        grad = figures.GRAD_COLUMN[r.loss]
+        grad = GRAD_NORM_COLUMN.get(r.loss, "grad_norm_ism")
         cells = [r.loss, f"{r.sigma:g}", str(r.seed), r.status, str(len(r.metrics["step"])),
                  _num(figures.final_value(r, "esm_data")), _num(figures.final_value(r, "esm")),
                  _num(float(np.nanmedian(r.metrics[grad]))), _num(r.summary.get("wall_time_s", math.nan))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def other_losses_lines(runs: list[Run]) -> list[str]:
+    """A note on runs trained with objectives the paper's claims are not about (ssm, ssm_vr, fd_ssm)."""
+    others = sorted({r.loss for r in runs} - set(PAPER_LOSSES))
+    if not others:
+        return []
+    count = sum(r.loss in others for r in runs)
+    return [f"The claims are about ISM, DSM and DSM-S. The {count} run(s) trained with "
+            f"{', '.join(others)} enter only the rules that use every run (dsm_constant: all runs with "
+            "sigma > 0; large_sigma_bias: the best run at sigma <= 1e-2); the rules that need ISM, DSM or "
+            "DSM-S runs say so in the seeds column.", ""]
 
 
 def left_out_lines(left_out: list[tuple[Run, str]], sweep_dir: Path) -> list[str]:
@@ -206,7 +222,7 @@ def build_report(sweep_dir: Path, out_dir: Path, provenance: list[str] | None = 
              "the numbers are the value for one seed, or the median [min, max] over seeds. Verdict: "
              "supported when every seed satisfies the rule, not supported when none does, mixed otherwise "
              "(the failing seeds are named), inconclusive when the runs a rule needs are missing.", "",
-             *left_out_lines(left_out, sweep_dir),
+             *other_losses_lines(finished), *left_out_lines(left_out, sweep_dir),
              "## Rules", "", *rules_table(), "",
              *cosine_note(finished or runs, claims),
              "## Figures", ""]
@@ -228,6 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.sweep_dir.is_dir():
         parser.error(f"sweep_dir={args.sweep_dir}: not a directory")
     out = args.out or Path("outputs") / "figures" / args.sweep_dir.name
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        parser.error(f"--out={out}: {blocker} is a file, not a directory; nothing was written (name a "
+                     "directory, new or existing)")
     report = build_report(args.sweep_dir, out)
     print(f"{report} and figures 1-4 (png, pdf) in {out}")
 
