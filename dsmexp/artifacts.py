@@ -246,14 +246,25 @@ def save_score_field(path: Path, arrays: dict[str, np.ndarray]) -> None:
     _replace_atomically(path, write)
 
 
-def check_score_field(path: Path) -> None:
+def read_score_field(path: Path) -> dict[str, np.ndarray] | None:
+    """score_field.npz as arrays, or None when there is none. Every array is read with allow_pickle=False,
+    so a pickled object in it is never run: RunFileError naming the file, as for any file dsmexp cannot
+    read."""
+    if not Path(path).exists():
+        return None
     try:
         with np.load(path, allow_pickle=False) as field:
-            names = set(field.files)
-    except Exception as err:  # noqa: BLE001 - numpy raises several types for a bad archive
-        raise _unreadable(path, f"{type(err).__name__}: {err}") from None
-    if not set(FIELD_KEYS) <= names:
+            arrays = {name: field[name] for name in field.files}
+    except Exception as err:  # noqa: BLE001 - numpy raises several types for a bad or pickled archive
+        raise _unreadable(path, f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+                          ) from None
+    if not set(FIELD_KEYS) <= set(arrays):
         raise _foreign(path, f"it lacks the arrays {', '.join(FIELD_KEYS)}")
+    return arrays
+
+
+def check_score_field(path: Path) -> None:
+    read_score_field(path)
 
 
 # ---- the run directory as a whole -------------------------------------------------------------------------

@@ -6,8 +6,9 @@ One row per job: its overrides and key settings, status (completed, diverged, fa
 missing, skipped, skipped-busy, unreadable), steps done, wall time, final metrics, run directory and
 the rest of its flattened config; the same table as `dsmexp.load_runs(SWEEP_DIR)` (dsmexp/tables.py).
 Jobs listed in the sweep's jobs.json that never wrote a directory are `missing`; a directory without
-summary.json is `incomplete`; a run whose files cannot be read, or whose metrics.csv does not hold the
-steps its summary.json reports, is `unreadable` with the reason in `error`.
+summary.json is `incomplete`; a run whose files cannot be read (a score_field.npz holding a pickled object
+included; it is not unpickled), or whose metrics.csv does not hold the steps its summary.json reports, is
+`unreadable` with the reason in `error`.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ class Run:
         return int(self.config.get("seed", 0))
 
     def field(self) -> dict[str, np.ndarray] | None:
-        path = self.run_dir / artifacts.FIELD_FILE
-        return dict(np.load(path)) if path.exists() else None
+        """score_field.npz (None when the run has none); RunFileError when it cannot be read."""
+        return artifacts.read_score_field(self.run_dir / artifacts.FIELD_FILE)
 
 
 def load_runs(sweep_dir: Path) -> list[Run]:
@@ -77,6 +78,7 @@ def read_run(run_dir: Path) -> Run:
     summary = artifacts.read_summary(run_dir) or {}
     config = summary.get("config") or _hydra_config(run_dir)
     metrics = read_checked_metrics(run_dir, summary)
+    artifacts.read_score_field(run_dir / artifacts.FIELD_FILE)  # the figures read it later
     return Run(run_dir, config["loss"]["name"], float(config["sigma"]), summary.get("status", "incomplete"),
                config, metrics, summary)
 
@@ -129,11 +131,12 @@ def run_record(run_dir: Path, sweep_dir: Path, plan: dict[str, dict] | None = No
                                         *REPRODUCE)}
     final = summary.get("final") or {}
     row |= {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
-    if summary["status"] in artifacts.FINISHED:
-        try:
+    try:
+        if summary["status"] in artifacts.FINISHED:
             read_checked_metrics(run_dir, summary)
-        except RunFileError as err:
-            row |= {"status": "unreadable", "error": err.reason}
+        artifacts.read_score_field(run_dir / artifacts.FIELD_FILE)
+    except RunFileError as err:
+        row |= {"status": "unreadable", "error": err.reason}
     return _with_config(row, OmegaConf.to_container(cfg))
 
 
