@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from dsmexp.artifacts import RunFileError
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
 RUNS_FILE = "runs.csv"
+log = logging.getLogger(__name__)
 # beyond the settings, what a bitwise rerun needs: the same thread count, chunk size, kernel and commit
 REPRODUCE = ("threads", "chunk_size", "kernel", "commit")
 
@@ -69,6 +71,7 @@ def scan_runs(sweep_dir: Path) -> tuple[list[Run], list[tuple[Path, str]]]:
         try:
             runs.append(read_run(run_dir))
         except RunFileError as err:
+            log.warning("run left out, unreadable: %s", err.reason)
             problems.append((run_dir, err.reason))
     return sorted(runs, key=lambda r: (r.loss, r.sigma, r.seed)), problems
 
@@ -101,9 +104,13 @@ def read_checked_metrics(run_dir: Path, summary: dict | None) -> dict[str, np.nd
 def _hydra_config(run_dir: Path) -> dict:
     path = run_dir / ".hydra" / "config.yaml"
     try:
-        return OmegaConf.to_container(OmegaConf.load(path))
+        config = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as err:  # noqa: BLE001 - yaml and OmegaConf raise several types
         raise RunFileError(f"{path}: cannot be read ({type(err).__name__})") from None
+    problem = artifacts.config_problem(config)
+    if problem:
+        raise RunFileError(f"{path}: cannot be read ({problem})")
+    return config
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
@@ -120,6 +127,7 @@ def run_record(run_dir: Path, sweep_dir: Path, plan: dict[str, dict] | None = No
         # the settings the metrics belong to: summary.json's copy, else what Hydra recorded
         cfg = OmegaConf.create(summary["config"] if summary else _hydra_config(run_dir))
     except RunFileError as err:
+        log.warning("run listed as unreadable: %s", err.reason)
         return row | {"status": "unreadable", "error": err.reason}
     row |= {"dataset": cfg.dataset.name, "loss": cfg.loss.name} | {k: cfg[k] for k in SETTINGS[2:]}
     planned = (plan or {}).get(rel, {})
@@ -136,6 +144,7 @@ def run_record(run_dir: Path, sweep_dir: Path, plan: dict[str, dict] | None = No
             read_checked_metrics(run_dir, summary)
         artifacts.read_score_field(run_dir / artifacts.FIELD_FILE)
     except RunFileError as err:
+        log.warning("run listed as unreadable: %s", err.reason)
         row |= {"status": "unreadable", "error": err.reason}
     return _with_config(row, OmegaConf.to_container(cfg))
 

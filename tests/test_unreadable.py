@@ -2,7 +2,9 @@
 dropped in silence and never a crash."""
 
 import csv
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,20 @@ def broken_sweep(tmp_path_factory):
     metrics.write_text(metrics.read_text()[:1500])  # cut short in the middle of a row
     (sweep / "loss=dsm_s,sigma=0.01" / "summary.json").write_text('{"status": "comp')
     plant_pickle(sweep / "loss=ism,sigma=0")
+    for name, change in BAD_SUMMARY.items():  # a finished run's copy, its summary.json then edited
+        shutil.copytree(sweep / "loss=ism,sigma=0.01", sweep / name)
+        path = sweep / name / "summary.json"
+        summary = json.loads(path.read_text())
+        change(summary)
+        path.write_text(json.dumps(summary))
     return sweep
+
+
+BAD_SUMMARY = {
+    "config-empty": lambda s: s.update(config={}),
+    "config-no-loss": lambda s: s["config"].pop("loss"),
+    "steps-many": lambda s: s.update(steps_done="many"),
+}
 
 
 WHY = {
@@ -62,17 +77,27 @@ WHY = {
     "loss=dsm_s,sigma=0.01": "summary.json: cannot be read (not valid JSON",
     "loss=ism,sigma=0": "score_field.npz: cannot be read (ValueError: Object arrays cannot be loaded when "
                         "allow_pickle=False)",
+    "config-empty": "summary.json: cannot be read (config is {}, not the run's settings)",
+    "config-no-loss": "summary.json: cannot be read (config lacks loss.name)",
+    "steps-many": "summary.json: cannot be read (steps_done is 'many', not a whole number of steps)",
 }
 
 
-def test_the_loader_and_runs_csv_say_which_runs_cannot_be_read_and_why(broken_sweep):
+def test_the_loader_and_runs_csv_say_which_runs_cannot_be_read_and_why(broken_sweep, caplog, capsys):
     runs, unreadable = sweeps.scan_runs(broken_sweep)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert all(any(f"{name}/" in w and why in w for w in warned) for name, why in WHY.items()), warned
     assert [r.run_dir.name for r in runs] == ["loss=ism,sigma=0.01"]
     assert {d.name for d, _ in unreadable} == set(WHY)
     for run_dir, why in unreadable:
         assert WHY[run_dir.name] in why and str(run_dir) in why
     assert [r.run_dir for r in sweeps.load_runs(broken_sweep)] == [r.run_dir for r in runs]
-    with sweeps.write_runs_table(broken_sweep).open() as f:
+    caplog.clear()
+    sweeps.main([str(broken_sweep)])  # `python -m dsmexp.sweeps SWEEP_DIR`: a warning per run, then the table
+    assert capsys.readouterr().out.strip() == f"{broken_sweep / 'runs.csv'}: {len(WHY) + 1} jobs"
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == len(WHY) and all(any(why in w for w in warned) for why in WHY.values())
+    with (broken_sweep / "runs.csv").open() as f:
         rows = {r["run_dir"]: r for r in csv.DictReader(f)}
     assert rows["loss=ism,sigma=0.01"]["status"] == "completed"
     for name, why in WHY.items():
@@ -100,7 +125,7 @@ def test_a_pickled_score_field_is_one_line_naming_it_and_never_unpickled(tmp_pat
 def test_the_report_lists_every_run_it_could_not_read(broken_sweep, tmp_path):
     report = build_report(broken_sweep, tmp_path / "figures").read_text()
     section = report.split("## Runs not read")[1]
-    assert "4 run(s) under the sweep could not be read" in section
+    assert f"{len(WHY)} run(s) under the sweep could not be read" in section
     for name, why in WHY.items():
         line = next(line for line in section.splitlines() if line.startswith(f"- `{name}`"))
         assert why in line
