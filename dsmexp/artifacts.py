@@ -214,7 +214,50 @@ def read_summary(run_dir: Path) -> dict | None:
         raise _unreadable(path, f"not valid JSON: {err}") from None
     if not isinstance(summary, dict) or not all(k in summary for k in SUMMARY_KEYS):
         raise _foreign(path, f"it lacks the keys {', '.join(SUMMARY_KEYS)}")
+    problem = _summary_problem(summary) or config_problem(summary["config"])
+    if problem:
+        raise _unreadable(path, problem)
     return summary
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _summary_problem(summary: dict) -> str | None:
+    """What is wrong with the values of a summary.json that has dsmexp's keys, or None."""
+    if not isinstance(summary["status"], str) or not summary["status"]:
+        return f"status is {summary['status']!r}, not a word such as completed"
+    for key in ("steps_done", "steps"):
+        if key in summary and not _is_count(summary[key]):
+            return f"{key} is {summary[key]!r}, not a whole number of steps"
+    if summary.get("diverged_step") is not None and not _is_count(summary["diverged_step"]):
+        return f"diverged_step is {summary['diverged_step']!r}, not a step"
+    if summary.get("wall_time_s") is not None and not _is_number(summary["wall_time_s"]):
+        return f"wall_time_s is {summary['wall_time_s']!r}, not a number of seconds"
+    if not isinstance(summary.get("final", {}), dict):
+        return "final is not a table of metrics"
+    return None
+
+
+def config_problem(config: object) -> str | None:
+    """What a stored run config lacks of the settings every reader of a run needs (loss.name,
+    dataset.name, sigma, seed, noise_samples, steps), or None."""
+    if not isinstance(config, dict) or not config:
+        return f"config is {json.dumps(config)[:40]}, not the run's settings"
+    for group in ("loss", "dataset"):
+        if not isinstance(config.get(group), dict) or not isinstance(config[group].get("name"), str):
+            return f"config lacks {group}.name"
+    if not _is_number(config.get("sigma")):
+        return f"config.sigma is {config.get('sigma')!r}, not a number"
+    for key in ("seed", "noise_samples", "steps"):
+        if not _is_count(config.get(key)):
+            return f"config.{key} is {config.get(key)!r}, not a whole number"
+    return None
 
 
 # ---- checkpoint.pt and score_field.npz -------------------------------------------------------------------
@@ -250,14 +293,25 @@ def save_score_field(path: Path, arrays: dict[str, np.ndarray]) -> None:
     _replace_atomically(path, write)
 
 
-def check_score_field(path: Path) -> None:
+def read_score_field(path: Path) -> dict[str, np.ndarray] | None:
+    """score_field.npz as arrays, or None when there is none. Every array is read with allow_pickle=False,
+    so a pickled object in it is never run: RunFileError naming the file, as for any file dsmexp cannot
+    read."""
+    if not Path(path).exists():
+        return None
     try:
         with np.load(path, allow_pickle=False) as field:
-            names = set(field.files)
-    except Exception as err:  # noqa: BLE001 - numpy raises several types for a bad archive
-        raise _unreadable(path, f"{type(err).__name__}: {err}") from None
-    if not set(FIELD_KEYS) <= names:
+            arrays = {name: field[name] for name in field.files}
+    except Exception as err:  # noqa: BLE001 - numpy raises several types for a bad or pickled archive
+        raise _unreadable(path, f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+                          ) from None
+    if not set(FIELD_KEYS) <= set(arrays):
         raise _foreign(path, f"it lacks the arrays {', '.join(FIELD_KEYS)}")
+    return arrays
+
+
+def check_score_field(path: Path) -> None:
+    read_score_field(path)
 
 
 # ---- the run directory as a whole -------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Every rule lives in one declarative table, RULES: what the paper says (and where
 and the thresholds with their meaning. A claim is evaluated once per seed on that seed's runs; the
 verdict over seeds is `supported` when every seed with the runs it needs satisfies the rule, `not
 supported` when none does, `mixed` otherwise (naming the seeds), and `inconclusive` when no seed has the
-runs. report.md prints the table of rules next to the numbers.
+runs. Only finished runs are judged (summary.json says completed after all its steps; finished_runs):
+a run still training, interrupted, diverged or failed is left out with the reason. report.md prints the
+table of rules next to the numbers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dsmexp.figures import final_value, runs_of
+from dsmexp.runlock import holder_pid, is_busy
 from dsmexp.sweeps import Run
 
 SUPPORTED, NOT_SUPPORTED, MIXED, INCONCLUSIVE = "supported", "not supported", "mixed", "inconclusive"
@@ -333,5 +336,40 @@ def summarise(results: dict[int, SeedResult]) -> str:
     return "; ".join(parts) if parts else "no runs"
 
 
+def not_finished(run: Run) -> str | None:
+    """Why a run cannot be judged (still training, interrupted, diverged, failed, stopped early), or None
+    when summary.json says it completed all its steps."""
+    steps = run.summary.get("steps", run.config.get("steps"))
+    if not run.summary:
+        logged = f"{len(run.metrics['step'])} of {steps} steps logged"
+        if is_busy(run.run_dir):
+            return f"running ({logged}; process {holder_pid(run.run_dir) or '?'} is training it)"
+        return f"interrupted ({logged}; no summary.json, so it stopped before its last step)"
+    status, done = run.summary.get("status"), run.summary.get("steps_done")
+    if status == "diverged":
+        return f"diverged (at step {run.summary.get('diverged_step')}, {done} of {steps} steps)"
+    if status == "failed":
+        return f"failed ({run.summary.get('error') or 'no error recorded'}; {done} of {steps} steps)"
+    if status != "completed":
+        return f"{status} ({done} of {steps} steps)"
+    if done != steps:
+        return f"completed after {done} of {steps} steps"
+    return None
+
+
+def finished_runs(runs: list[Run]) -> tuple[list[Run], list[tuple[Run, str]]]:
+    """(the runs the claims judge, (run, why) for the others)."""
+    kept, left_out = [], []
+    for run in runs:
+        why = not_finished(run)
+        if why is None:
+            kept.append(run)
+        else:
+            left_out.append((run, why))
+    return kept, left_out
+
+
 def evaluate_claims(runs: list[Run]) -> list[Claim]:
-    return [evaluate(rule, runs) for rule in RULES.values()]
+    """Every rule, judged on the finished runs only (see finished_runs)."""
+    finished = finished_runs(runs)[0]
+    return [evaluate(rule, finished) for rule in RULES.values()]

@@ -235,6 +235,9 @@ def figure4(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
             ax.axhline(np.median(clean), color=LOSS_COLOR[loss], ls=":", label=f"{LOSS_LABEL[loss]} at σ = 0")
             if len(clean) > 1:
                 ax.axhspan(min(clean), max(clean), color=LOSS_COLOR[loss], alpha=0.1, lw=0)
+    if not ax.get_legend_handles_labels()[0]:
+        _missing(ax, f"{' or '.join(LOSS_LABEL[loss] for loss in losses)} run")
+        return fig
     ax.set(xscale="log", yscale="log", xlabel="noise scale σ", ylabel="ESM at the end of training",
            title="Figure 4: distance to the data score vs noise scale"
            + ("\n(median over seeds, bars: min-max)" if len({r.seed for r in runs}) > 1 else ""))

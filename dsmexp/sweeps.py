@@ -6,14 +6,16 @@ One row per job: its overrides and key settings, status (completed, diverged, fa
 missing, skipped, skipped-busy, unreadable), steps done, wall time, final metrics, run directory and
 the rest of its flattened config; the same table as `dsmexp.load_runs(SWEEP_DIR)` (dsmexp/tables.py).
 Jobs listed in the sweep's jobs.json that never wrote a directory are `missing`; a directory without
-summary.json is `incomplete`; a run whose files cannot be read, or whose metrics.csv does not hold the
-steps its summary.json reports, is `unreadable` with the reason in `error`.
+summary.json is `incomplete`; a run whose files cannot be read (a score_field.npz holding a pickled object
+included; it is not unpickled), or whose metrics.csv does not hold the steps its summary.json reports, is
+`unreadable` with the reason in `error`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from dsmexp.artifacts import RunFileError
 
 SETTINGS = ("dataset", "loss", "sigma", "seed", "noise_samples", "steps")
 RUNS_FILE = "runs.csv"
+log = logging.getLogger(__name__)
 # beyond the settings, what a bitwise rerun needs: the same thread count, chunk size, kernel and commit
 REPRODUCE = ("threads", "chunk_size", "kernel", "commit")
 
@@ -47,8 +50,8 @@ class Run:
         return int(self.config.get("seed", 0))
 
     def field(self) -> dict[str, np.ndarray] | None:
-        path = self.run_dir / artifacts.FIELD_FILE
-        return dict(np.load(path)) if path.exists() else None
+        """score_field.npz (None when the run has none); RunFileError when it cannot be read."""
+        return artifacts.read_score_field(self.run_dir / artifacts.FIELD_FILE)
 
 
 def load_runs(sweep_dir: Path) -> list[Run]:
@@ -68,6 +71,7 @@ def scan_runs(sweep_dir: Path) -> tuple[list[Run], list[tuple[Path, str]]]:
         try:
             runs.append(read_run(run_dir))
         except RunFileError as err:
+            log.warning("run left out, unreadable: %s", err.reason)
             problems.append((run_dir, err.reason))
     return sorted(runs, key=lambda r: (r.loss, r.sigma, r.seed)), problems
 
@@ -77,6 +81,7 @@ def read_run(run_dir: Path) -> Run:
     summary = artifacts.read_summary(run_dir) or {}
     config = summary.get("config") or _hydra_config(run_dir)
     metrics = read_checked_metrics(run_dir, summary)
+    artifacts.read_score_field(run_dir / artifacts.FIELD_FILE)  # the figures read it later
     return Run(run_dir, config["loss"]["name"], float(config["sigma"]), summary.get("status", "incomplete"),
                config, metrics, summary)
 
@@ -99,9 +104,13 @@ def read_checked_metrics(run_dir: Path, summary: dict | None) -> dict[str, np.nd
 def _hydra_config(run_dir: Path) -> dict:
     path = run_dir / ".hydra" / "config.yaml"
     try:
-        return OmegaConf.to_container(OmegaConf.load(path))
+        config = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as err:  # noqa: BLE001 - yaml and OmegaConf raise several types
         raise RunFileError(f"{path}: cannot be read ({type(err).__name__})") from None
+    problem = artifacts.config_problem(config)
+    if problem:
+        raise RunFileError(f"{path}: cannot be read ({problem})")
+    return config
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
@@ -118,6 +127,7 @@ def run_record(run_dir: Path, sweep_dir: Path, plan: dict[str, dict] | None = No
         # the settings the metrics belong to: summary.json's copy, else what Hydra recorded
         cfg = OmegaConf.create(summary["config"] if summary else _hydra_config(run_dir))
     except RunFileError as err:
+        log.warning("run listed as unreadable: %s", err.reason)
         return row | {"status": "unreadable", "error": err.reason}
     row |= {"dataset": cfg.dataset.name, "loss": cfg.loss.name} | {k: cfg[k] for k in SETTINGS[2:]}
     planned = (plan or {}).get(rel, {})
@@ -129,11 +139,13 @@ def run_record(run_dir: Path, sweep_dir: Path, plan: dict[str, dict] | None = No
                                         *REPRODUCE)}
     final = summary.get("final") or {}
     row |= {f"final_{k}": v for k, v in final.items() if k not in ("step", "time_s")}
-    if summary["status"] in artifacts.FINISHED:
-        try:
+    try:
+        if summary["status"] in artifacts.FINISHED:
             read_checked_metrics(run_dir, summary)
-        except RunFileError as err:
-            row |= {"status": "unreadable", "error": err.reason}
+        artifacts.read_score_field(run_dir / artifacts.FIELD_FILE)
+    except RunFileError as err:
+        log.warning("run listed as unreadable: %s", err.reason)
+        row |= {"status": "unreadable", "error": err.reason}
     return _with_config(row, OmegaConf.to_container(cfg))
 
 

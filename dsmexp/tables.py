@@ -66,13 +66,20 @@ def load_metrics(run: str | Path) -> pd.DataFrame:
 
 def run_config(run_dir: Path) -> dict:
     """The settings a run's numbers belong to: summary.json's copy, else what Hydra recorded at launch
-    (minus the keys that change speed but not numbers, as in summary.json)."""
+    (minus the keys that change speed but not numbers, as in summary.json); RunFileError naming the file
+    when neither can be read."""
     from dsmexp.training import NON_RESULT_KEYS
 
     summary = artifacts.read_summary(run_dir)
     if summary and summary.get("config"):
         return summary["config"]
-    config = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml"))
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # noqa: BLE001 - yaml and OmegaConf raise several types
+        raise safe_io.unreadable(path, type(err).__name__) from None
+    if not isinstance(config, dict):
+        raise safe_io.unreadable(path, "not a mapping of settings")
     return {k: v for k, v in config.items() if k not in NON_RESULT_KEYS}
 
 
@@ -122,7 +129,8 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
 
 def load_sweep_metrics(sweep_dir: str | Path) -> pd.DataFrame:
     """Every logged step of every job under sweep_dir in long form: run_dir, status and the flattened
-    config columns of the job, then its metrics.csv columns. Ready for
+    config columns of the job, then its metrics.csv columns. A job whose metrics.csv, summary.json or
+    saved config cannot be read is left out with a warning naming the file. Ready for
     `df.groupby(["loss", "sigma"])` or seaborn's `hue="loss"`: "loss" is the trained objective's name
     here, so metrics.csv's `loss` column (its value) is `loss_value` (any clash gets `_value`)."""
     from dsmexp import sweeps
@@ -132,14 +140,15 @@ def load_sweep_metrics(sweep_dir: str | Path) -> pd.DataFrame:
     for run_dir in sweeps.find_run_dirs(sweep_dir):
         if not (run_dir / artifacts.METRICS_FILE).exists():
             continue
-        summary = artifacts.read_summary(run_dir) or {}
-        ids = {"run_dir": str(run_dir.relative_to(sweep_dir)), "status": summary.get("status", "incomplete")}
-        ids |= config_columns(run_config(run_dir))
         try:
+            summary = artifacts.read_summary(run_dir) or {}
+            config = run_config(run_dir)
             metrics = load_metrics(run_dir)
         except artifacts.RunFileError as err:
             log.warning("left out of the long table: %s", err.reason)
             continue
+        ids = {"run_dir": str(run_dir.relative_to(sweep_dir)), "status": summary.get("status", "incomplete")}
+        ids |= config_columns(config)
         metrics = metrics.rename(columns={c: f"{c}_value" for c in metrics.columns if c in ids})
         keys = typed_frame([ids] * len(metrics))
         parts.append(pd.concat([keys, metrics.reset_index(drop=True)], axis=1))

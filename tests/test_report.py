@@ -14,6 +14,7 @@ from dsmexp.report import build_report
 from dsmexp.report import main as report_main
 from dsmexp.sweeps import load_runs
 from tests.conftest import TINY, run_cli
+from tests.sweep_jobs import sweep_job
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "figures.py"
@@ -104,3 +105,36 @@ def test_report_command_works_for_any_sweep(tmp_path, monkeypatch, capsys):
     assert verdicts[0] == SUPPORTED and verdicts.count(INCONCLUSIVE) >= 4  # no paper grid here
     for name in FIGURES:
         assert (tmp_path / "outputs" / "fig" / name).exists()
+
+
+def test_report_command_on_sweeps_of_other_objectives_or_custom_models(tmp_path, capsys):
+    """Sweeps the paper is not about still get a report; claims that need ISM or DSM runs say so."""
+    sweep_job(tmp_path / "vr", "loss=ssm_vr", "sigma=0.01")
+    sweep_job(tmp_path / "custom", "loss=ism", "sigma=0.01", "model=custom",
+              "model.target=tests.user_modules.ResidualMLP", "+model.kwargs.width=8")
+    for name in ("vr", "custom"):
+        report_main([str(tmp_path / name), "--out", str(tmp_path / f"fig-{name}")])
+        assert "report.md" in capsys.readouterr().out
+    vr = (tmp_path / "fig-vr" / "report.md").read_text()
+    assert "The 1 run(s) trained with ssm_vr enter only the rules that use every run" in vr
+    assert "| ssm_vr | 0.01 | 0 | completed | 6 |" in vr
+    assert "needs an ISM run at sigma = 0.01" in vr
+    custom = (tmp_path / "fig-custom" / "report.md").read_text()
+    assert "- model: custom model tests.user_modules.ResidualMLP(width=8);" in custom
+    for name in FIGURES:
+        assert (tmp_path / "fig-vr" / name).exists() and (tmp_path / "fig-custom" / name).exists()
+
+
+def test_report_out_naming_a_file_is_one_line_and_writes_nothing(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    sweep_job(sweep, "loss=ism", "sigma=0.01")
+    out = tmp_path / "notes.md"
+    out.write_text("mine")
+    for target in (out, out / "figures"):
+        with pytest.raises(SystemExit) as stop:
+            report_main([str(sweep), "--out", str(target)])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.endswith(f"--out={target}: {out} is a file, not a directory; nothing was written "
+                            "(name a directory, new or existing)")
+    assert out.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.md", "sweep"]

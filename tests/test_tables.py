@@ -4,6 +4,7 @@ README's notebook example run against a real sweep."""
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ def sweep(tmp_path_factory) -> Path:
     """Two tiny jobs trained in-process and laid out as Hydra does, plus one skipped grid point."""
     sweep_dir = tmp_path_factory.mktemp("sweep")
     for subdir, overrides in JOBS.items():
-        cfg = make_cfg(*TINY, "eval_samples=200", "eval_every=2", *overrides)
+        cfg = make_cfg(*TINY, "kernel=torch", "eval_samples=200", "eval_every=2", *overrides)
         run_dir = sweep_dir / subdir
         (run_dir / ".hydra").mkdir(parents=True)
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
@@ -104,3 +105,19 @@ def test_a_row_cut_short_by_a_stop_is_left_out(tmp_path, sweep):
     cut = tmp_path / "metrics.csv"
     cut.write_text(text + "6,0.12")  # the process stopped in the middle of appending step 6
     pd.testing.assert_frame_equal(dsmexp.load_metrics(cut), dsmexp.load_metrics(sweep / "loss=ism,sigma=0"))
+
+
+@pytest.mark.parametrize("name, content", [("summary.json", '{"status": "comp'),
+                                           ("summary.json", '{"status": "completed", "steps_done": "many", '
+                                                            '"config": {}}'),
+                                           ("metrics.csv", "epoch,train_loss\n1,0.5\n")])
+def test_load_sweep_metrics_leaves_a_run_with_a_bad_file_out_with_a_warning(tmp_path, sweep, caplog, name,
+                                                                            content):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    bad = copy / "loss=ism,sigma=0" / name
+    bad.write_text(content)
+    steps = dsmexp.load_sweep_metrics(copy)
+    assert set(steps["run_dir"]) == {"loss=dsm_s,sigma=0.01"} and len(steps) == 6
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].startswith(f"left out of the long table: {bad}: ")
