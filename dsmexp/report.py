@@ -174,27 +174,25 @@ def other_losses_lines(runs: list[Run]) -> list[str]:
 
 def left_out_lines(left_out: list[tuple[Run, str]], sweep_dir: Path) -> list[str]:
     """The runs read but not judged by the claims (not finished), each with why."""
-    if not left_out:
-        return []
-    lines = ["## Runs left out of the claims", "", f"{len(left_out)} run(s) did not finish, so the claims "
-             "above do not use them (the figures and the run table below still show them):", ""]
-    for run, why in left_out:
-        lines.append(f"- `{_rel(run.run_dir, sweep_dir)}`: {why}")
-    return lines + [""]
-
-
-def _rel(run_dir: Path, sweep_dir: Path) -> Path:
-    return run_dir.relative_to(sweep_dir) if run_dir.is_relative_to(sweep_dir) else run_dir
+    return _run_list("Runs left out of the claims", f"{len(left_out)} run(s) did not finish, so the claims "
+                     "above do not use them (the figures and the run table below still show them):",
+                     [(run.run_dir, why) for run, why in left_out], sweep_dir)
 
 
 def unreadable_lines(unreadable: list[tuple[Path, str]], sweep_dir: Path) -> list[str]:
     """The runs left out of everything above, each with why (missing, cut short, not dsmexp's files)."""
-    if not unreadable:
+    return _run_list("Runs not read", f"{len(unreadable)} run(s) under the sweep could not be read and are "
+                     "left out of the claims, figures and table above:", unreadable, sweep_dir)
+
+
+def _run_list(title: str, intro: str, runs: list[tuple[Path, str]], sweep_dir: Path) -> list[str]:
+    """A report section listing run directories (relative to the sweep) with why; nothing when none."""
+    if not runs:
         return []
-    lines = ["## Runs not read", "", f"{len(unreadable)} run(s) under the sweep could not be read and are "
-             "left out of the claims, figures and table above:", ""]
-    for run_dir, why in unreadable:
-        lines.append(f"- `{_rel(run_dir, sweep_dir)}`: {why}")
+    lines = [f"## {title}", "", intro, ""]
+    for run_dir, why in runs:
+        rel = run_dir.relative_to(sweep_dir) if run_dir.is_relative_to(sweep_dir) else run_dir
+        lines.append(f"- `{rel}`: {why}")
     return lines + [""]
 
 
