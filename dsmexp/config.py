@@ -246,7 +246,10 @@ def validate(cfg: DictConfig) -> None:
         _fail(problem)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)
-    _validate_model(cfg.model, int(cfg.dataset.get("dim", 2)))
+    custom_params = _validate_model(cfg.model, int(cfg.dataset.get("dim", 2)))
+    from dsmexp.memory import memory_check  # the machine's memory, before anything is allocated
+
+    memory_check(cfg, custom_params)
     from dsmexp import fused  # kernel=fused is checked (and built) here, before any work
 
     fused.check_config(cfg)
@@ -298,10 +301,10 @@ def _validate_device(device: str) -> None:
               "use device=cpu or device=auto")
 
 
-def _validate_model(model: DictConfig, dim: int) -> None:
+def _validate_model(model: DictConfig, dim: int) -> int | None:
+    """Check the model settings; for model=custom, the number of parameters of the module built."""
     if model.name == "custom":
-        _validate_custom_model(model, dim)
-        return
+        return _validate_custom_model(model, dim)
     _check(model.name == "mlp", f"model={model.name}: must be mlp or custom")
     _check(model.activation in ACTIVATIONS,
            f"model.activation={model.activation}: must be one of {', '.join(ACTIVATIONS)} "
@@ -309,18 +312,21 @@ def _validate_model(model: DictConfig, dim: int) -> None:
     hidden = list(model.hidden)
     _check(all(h >= 1 for h in hidden),
            f"model.hidden={hidden}: must be a list of positive widths ([] is a linear score model)")
+    return None
 
 
-def _validate_custom_model(model: DictConfig, dim: int) -> None:
-    """Import, build and call the user's module once on a few points: one line for each way it fails."""
+def _validate_custom_model(model: DictConfig, dim: int) -> int:
+    """Import, build and call the user's module once on a few points: one line for each way it fails.
+    Returns its number of parameters."""
     from dsmexp.models import CustomModelError, build_custom
 
     _check(not OmegaConf.is_missing(model, "target"),
            "model.target: missing; model=custom needs model.target=package.module.Class")
     try:
-        build_custom(model.target, OmegaConf.to_container(model.kwargs), dim, check=True)
+        module = build_custom(model.target, OmegaConf.to_container(model.kwargs), dim, check=True)
     except CustomModelError as err:
         _fail(str(err))
+    return sum(p.numel() for p in module.parameters())
 
 
 def _validate_optimizer(opt: DictConfig) -> None:
