@@ -246,6 +246,8 @@ def validate(cfg: DictConfig) -> None:
         _fail(problem)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)
+    if cfg.loss.name == "fd_ssm":
+        _validate_fd_eps(cfg)
     custom_params = _validate_model(cfg.model, int(cfg.dataset.get("dim", 2)))
     from dsmexp.memory import memory_check  # the machine's memory, before anything is allocated
 
@@ -327,6 +329,46 @@ def _validate_custom_model(model: DictConfig, dim: int) -> int:
     except CustomModelError as err:
         _fail(str(err))
     return sum(p.numel() for p in module.parameters())
+
+
+def data_extent(ds: DictConfig, sigma: float) -> float:
+    """A bound on the size of a coordinate of the noised points z: the data's largest coordinate
+    magnitude (3 standard deviations for Gaussian parts) plus 3 sigma."""
+    if ds.name == "half_moon":  # make_moons lies in [-1, 2] x [-0.5, 1]
+        extent = 2.0 + 3 * ds.noise
+    elif ds.name == "swiss_roll":  # radius t <= 4.5 pi, times scale
+        extent = ds.scale * (4.5 * math.pi + 3 * ds.noise)
+    elif ds.name == "gaussian":
+        means = list(ds.mean) if isinstance(ds.mean, ListConfig) else [ds.mean]
+        if ds.cov is not None:
+            stds = [math.sqrt(row[i]) for i, row in enumerate(ds.cov)]
+        else:
+            stds = list(ds.scale) if isinstance(ds.scale, ListConfig) else [ds.scale]
+        extent = max(abs(m) for m in means) + 3 * max(stds)
+    else:
+        scales = list(ds.scale) if isinstance(ds.scale, ListConfig) else [ds.scale]
+        centre = 3 * ds.spread if ds.means is None else max(abs(v) for row in ds.means for v in row)
+        extent = centre + 3 * max(scales)
+    return extent + 3 * sigma
+
+
+def fd_eps_range(cfg: DictConfig) -> tuple[float, float, float]:
+    """(lowest, highest) fd_eps where fd_ssm's finite difference means something, and R.
+
+    With R = sqrt(d) x data_extent, the typical size of |z|: below sqrt(machine eps of the dtype) x R
+    the step u (|u| = fd_eps) is lost in the rounding of z +- u (and d / (2 fd_eps^2) grows without
+    bound); above R the difference s(z+u) - s(z-u) spans the data instead of approximating J u.
+    """
+    radius = math.sqrt(int(cfg.dataset.get("dim", 2))) * data_extent(cfg.dataset, cfg.sigma)
+    return math.sqrt(torch.finfo(getattr(torch, cfg.dtype)).eps) * radius, radius, radius
+
+
+def _validate_fd_eps(cfg: DictConfig) -> None:
+    low, high, radius = fd_eps_range(cfg)
+    _check(low <= cfg.fd_eps <= high,
+           f"fd_eps={cfg.fd_eps}: must be between {low:.3g} and {high:.3g} here: sqrt(eps of {cfg.dtype}) R "
+           f"<= fd_eps <= R, with R = sqrt(d) x the data's extent (+3 sigma) = {radius:.3g}; smaller, z +- u "
+           "rounds to z; larger, the difference is no longer local")
 
 
 def _validate_optimizer(opt: DictConfig) -> None:
