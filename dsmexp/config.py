@@ -255,7 +255,12 @@ def validate(cfg: DictConfig) -> None:
         _fail(problem)
     _validate_optimizer(cfg.optimizer)
     _validate_dataset(cfg.dataset)
-    _validate_model(cfg.model, int(cfg.dataset.get("dim", 2)))
+    if cfg.loss.name == "fd_ssm":
+        _validate_fd_eps(cfg)
+    custom_params = _validate_model(cfg.model, int(cfg.dataset.get("dim", 2)))
+    from dsmexp.memory import memory_check  # the machine's memory, before anything is allocated
+
+    memory_check(cfg, custom_params)
     from dsmexp import fused  # kernel=fused is checked (and built) here, before any work
 
     fused.check_config(cfg)
@@ -307,10 +312,10 @@ def _validate_device(device: str) -> None:
               "use device=cpu or device=auto")
 
 
-def _validate_model(model: DictConfig, dim: int) -> None:
+def _validate_model(model: DictConfig, dim: int) -> int | None:
+    """Check the model settings; for model=custom, the number of parameters of the module built."""
     if model.name == "custom":
-        _validate_custom_model(model, dim)
-        return
+        return _validate_custom_model(model, dim)
     _check(model.name == "mlp", f"model={model.name}: must be mlp or custom")
     _check(model.activation in ACTIVATIONS,
            f"model.activation={model.activation}: must be one of {', '.join(ACTIVATIONS)} "
@@ -318,18 +323,61 @@ def _validate_model(model: DictConfig, dim: int) -> None:
     hidden = list(model.hidden)
     _check(all(h >= 1 for h in hidden),
            f"model.hidden={hidden}: must be a list of positive widths ([] is a linear score model)")
+    return None
 
 
-def _validate_custom_model(model: DictConfig, dim: int) -> None:
-    """Import, build and call the user's module once on a few points: one line for each way it fails."""
+def _validate_custom_model(model: DictConfig, dim: int) -> int:
+    """Import, build and call the user's module once on a few points: one line for each way it fails.
+    Returns its number of parameters."""
     from dsmexp.models import CustomModelError, build_custom
 
     _check(not OmegaConf.is_missing(model, "target"),
            "model.target: missing; model=custom needs model.target=package.module.Class")
     try:
-        build_custom(model.target, OmegaConf.to_container(model.kwargs), dim, check=True)
+        module = build_custom(model.target, OmegaConf.to_container(model.kwargs), dim, check=True)
     except CustomModelError as err:
         _fail(str(err))
+    return sum(p.numel() for p in module.parameters())
+
+
+def data_extent(ds: DictConfig, sigma: float) -> float:
+    """A bound on the size of a coordinate of the noised points z: the data's largest coordinate
+    magnitude (3 standard deviations for Gaussian parts) plus 3 sigma."""
+    if ds.name == "half_moon":  # make_moons lies in [-1, 2] x [-0.5, 1]
+        extent = 2.0 + 3 * ds.noise
+    elif ds.name == "swiss_roll":  # radius t <= 4.5 pi, times scale
+        extent = ds.scale * (4.5 * math.pi + 3 * ds.noise)
+    elif ds.name == "gaussian":
+        means = list(ds.mean) if isinstance(ds.mean, ListConfig) else [ds.mean]
+        if ds.cov is not None:
+            stds = [math.sqrt(row[i]) for i, row in enumerate(ds.cov)]
+        else:
+            stds = list(ds.scale) if isinstance(ds.scale, ListConfig) else [ds.scale]
+        extent = max(abs(m) for m in means) + 3 * max(stds)
+    else:
+        scales = list(ds.scale) if isinstance(ds.scale, ListConfig) else [ds.scale]
+        centre = 3 * ds.spread if ds.means is None else max(abs(v) for row in ds.means for v in row)
+        extent = centre + 3 * max(scales)
+    return extent + 3 * sigma
+
+
+def fd_eps_range(cfg: DictConfig) -> tuple[float, float, float]:
+    """(lowest, highest) fd_eps where fd_ssm's finite difference means something, and R.
+
+    With R = sqrt(d) x data_extent, the typical size of |z|: below sqrt(machine eps of the dtype) x R
+    the step u (|u| = fd_eps) is lost in the rounding of z +- u (and d / (2 fd_eps^2) grows without
+    bound); above R the difference s(z+u) - s(z-u) spans the data instead of approximating J u.
+    """
+    radius = math.sqrt(int(cfg.dataset.get("dim", 2))) * data_extent(cfg.dataset, cfg.sigma)
+    return math.sqrt(torch.finfo(getattr(torch, cfg.dtype)).eps) * radius, radius, radius
+
+
+def _validate_fd_eps(cfg: DictConfig) -> None:
+    low, high, radius = fd_eps_range(cfg)
+    _check(low <= cfg.fd_eps <= high,
+           f"fd_eps={cfg.fd_eps}: must be between {low:.3g} and {high:.3g} here: sqrt(eps of {cfg.dtype}) R "
+           f"<= fd_eps <= R, with R = sqrt(d) x the data's extent (+3 sigma) = {radius:.3g}; smaller, z +- u "
+           "rounds to z; larger, the difference is no longer local")
 
 
 def _validate_optimizer(opt: DictConfig) -> None:

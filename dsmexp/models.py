@@ -96,7 +96,8 @@ def build_custom(target: str, kwargs: dict, dim: int, check: bool = False) -> nn
     """target(**kwargs) for a dotted path `package.module.Class` to a torch nn.Module subclass.
 
     `dim` is passed as the keyword `dim` when the constructor takes one and kwargs does not set it.
-    check=True also calls the module on three points and requires an (n, d) = (3, dim) output.
+    check=True also requires a trainable parameter and calls the module on a few points and on subsets
+    of them (odd sizes, a single point): each must give (n, dim) scores, row by row the same.
     """
     module_name, _, attr = target.rpartition(".")
     if not module_name:
@@ -123,17 +124,44 @@ def build_custom(target: str, kwargs: dict, dim: int, check: bool = False) -> nn
     return model
 
 
+PROBE_POINTS = 9  # the batch the config check calls a custom model on
+PROBE_SUBSETS = (3, 7, 1)  # its leading rows, called alone: odd sizes and a single point
+
+
 def _check_output(model: nn.Module, target: str, dim: int) -> None:
+    """A custom model must have a trainable parameter, map (n, d) to (n, d) for any n, and give each
+    point a score that depends on that point alone (the objectives call it on chunks of points)."""
+    if not any(p.requires_grad for p in model.parameters()):
+        raise CustomModelError(f"model.target={target}: has no trainable parameters; a score model needs "
+                               "at least one for the optimiser to train")
+    points = torch.randn(PROBE_POINTS, dim, generator=torch.Generator().manual_seed(0))
+    first = _probe(model, points[:PROBE_SUBSETS[0]], target)
+    full = _probe(model, points, target)
+    scale = 1 + float(full.nan_to_num(0, 0, 0).abs().max())
+    for n in PROBE_SUBSETS:
+        part = first if n == PROBE_SUBSETS[0] else _probe(model, points[:n], target)
+        if not torch.allclose(part, full[:n], rtol=1e-4, atol=1e-4 * scale, equal_nan=True):
+            raise CustomModelError(
+                f"model.target={target}: the score of a point changes with the other points it is called "
+                f"with (its first {n} of {PROBE_POINTS} points alone give other rows; batch statistics as in "
+                "BatchNorm in training mode, or randomness as in dropout, do this); the objectives call "
+                "the model on chunks of points, so each score must depend on its own point only")
+
+
+def _probe(model: nn.Module, points: Tensor, target: str) -> Tensor:
+    """model(points) as float64, or CustomModelError when it raises or gives another shape than points."""
+    n, dim = points.shape
     try:
         with torch.no_grad():
-            out = model(torch.zeros(3, dim))
+            out = model(points)
     except Exception as err:
-        raise CustomModelError(f"model.target={target}: calling it on (3, {dim}) points failed "
+        raise CustomModelError(f"model.target={target}: calling it on ({n}, {dim}) points failed "
                                f"({type(err).__name__}: {err})".splitlines()[0]) from None
     shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-    if shape != (3, dim):
-        raise CustomModelError(f"model.target={target}: returns {shape} for (3, {dim}) points; a score "
+    if shape != (n, dim):
+        raise CustomModelError(f"model.target={target}: returns {shape} for ({n}, {dim}) points; a score "
                                f"model must map (n, d) points to (n, d) scores")
+    return out.detach().double()
 
 
 def build_model(cfg, dim: int) -> nn.Module:

@@ -16,9 +16,19 @@ import time
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 
+from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
 from dsmexp.dimension import DIMS, OBJECTIVES, build_study_report, write_pilot_table
-from dsmexp.dimension_timing import measure, read_timing, same_points_variance, write_timing
+from dsmexp.dimension_timing import (
+    WIDTH_DIM,
+    WIDTHS,
+    measure,
+    read_timing,
+    same_points_variance,
+    write_timing,
+)
 
 PROFILES = {"quick": "dimension_quick", "paper": "paper", "smoke": "smoke"}
 TIMING_REPEATS = {"quick": (40, 5), "paper": (40, 5), "smoke": (2, 1)}  # measured steps, warm-up steps
@@ -41,6 +51,26 @@ def dsmexp(*overrides: str) -> bool:
 
 def csv(values) -> str:
     return ",".join(str(v) for v in values)
+
+
+def check_jobs(jobs: list[list[str]], common: list[str]) -> str | None:
+    """The first job (the common overrides plus its own) that validate() refuses, as one line, or None.
+
+    Every job the study would start is composed and checked as `python -m dsmexp` checks it, so a bad
+    override stops the script before anything trains or is written; jobs the sweeper would skip (DSM
+    at sigma = 0) are left to it."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
+        for job in jobs:
+            try:
+                validate(compose(config_name="config", overrides=[*common, *job], return_hydra_config=True))
+            except ConfigError as err:
+                if not err.sweep_skippable:
+                    return f"{' '.join(job)}: {err}"
+            except HydraException as err:
+                return f"{' '.join(job)}: " + " ".join(line.strip() for line in str(err).splitlines()
+                                                       if line.strip())
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--dims={args.dims}: every d must be >= 2 (the half-moon lies in a 2-D plane of R^d)")
     profile = [f"+profile={PROFILES[args.profile]}", *launcher_overrides(args.launcher), *args.overrides]
     sweeps = Path("outputs") / "sweeps"
+    sweep_dir = sweeps / f"dimension-{args.profile}"
+    if args.pilot:
+        jobs = [["experiment=dimension_dsm_s", f"sigma={s}", f"dataset.dim={d}"]
+                for s in PILOT_SIGMAS for d in PILOT_DIMS]
+    else:
+        jobs = [[f"experiment={'dimension_dsm_s' if loss == 'dsm_s' else 'dimension'}", f"loss={loss}",
+                 f"dataset.dim={d}"] for loss in losses for d in dims]
+        if args.retime or read_timing(sweep_dir) is None:  # the timing's other networks
+            jobs += [["experiment=dimension", f"loss={loss}", f"dataset.dim={WIDTH_DIM}",
+                      f"model.hidden=[{a},{b}]"] for loss in ("ism", "ssm_vr") if loss in losses
+                     for a, b in WIDTHS]
+    problem = check_jobs(jobs, profile)
+    if problem:
+        print(f"dimension.py: error: {problem}", file=sys.stderr)
+        return 1
     started = time.perf_counter()
     if args.pilot:
         pilot_dir = sweeps / f"dimension-pilot-{args.profile}"
@@ -81,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         failed.append("dimension")
     if "dsm_s" in losses and not dsmexp("experiment=dimension_dsm_s", *profile, *grid):
         failed.append("dimension_dsm_s")
-    sweep_dir = sweeps / f"dimension-{args.profile}"
     repeats, warmup = TIMING_REPEATS[args.profile]
     if args.retime or read_timing(sweep_dir) is None:
         print(f"== timing {csv(losses)} at d = {csv(dims)} in one process", flush=True)

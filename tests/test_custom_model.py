@@ -8,7 +8,7 @@ from dsmexp import artifacts, training
 from dsmexp.config import ConfigError, validate
 from dsmexp.divergence import make_kernel
 from dsmexp.module_kernel import ModuleKernel
-from tests.conftest import TINY, make_cfg
+from tests.conftest import TINY, make_cfg, run_cli_in_process
 from tests.test_divergence import brute_force_divergence, brute_force_grads
 from tests.user_modules import ResidualMLP
 
@@ -74,6 +74,22 @@ def test_bad_custom_model_gets_one_line(target, message):
     with pytest.raises(ConfigError) as err:
         validate(make_cfg("model=custom", f"model.target={target}"))
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("torch.nn.Identity", "model.target=torch.nn.Identity: has no trainable parameters"),
+    ("tests.user_modules.BatchNormed", "model.target=tests.user_modules.BatchNormed: the score of a point "
+                                       "changes with the other points it is called with (its first 3 of 9"),
+    ("tests.user_modules.PairsOnly", "model.target=tests.user_modules.PairsOnly: calling it on (3, 2) points "
+                                     "failed (RuntimeError: shape '[-1, 4]' is invalid"),
+    ("tests.user_modules.SqueezesOnePoint", "model.target=tests.user_modules.SqueezesOnePoint: returns (2,) "
+                                            "for (1, 2) points"),
+])
+def test_a_custom_model_that_cannot_train_in_chunks_is_refused(target, message, tmp_path, monkeypatch):
+    code, err = run_cli_in_process("model=custom", f"model.target={target}", "kernel=torch", cwd=tmp_path,
+                                   monkeypatch=monkeypatch)
+    assert code == 1 and err.startswith(f"dsmexp: error: {message}") and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_custom_model_needs_a_target_and_valid_kwargs():

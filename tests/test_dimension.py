@@ -1,5 +1,6 @@
 """The dimension study: its presets, the numbers it reads from saved runs, and the pipeline end to end."""
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -93,6 +94,20 @@ def test_make_dimension_smoke_draws_figures_and_the_answer_table(tmp_path):
     assert sorted(timing["by_d"]) == sorted(("ism", "ssm_vr", "ssm", "fd_ssm", "dsm_s"))
     assert all(0 < ms < 60_000 for row in timing["by_d"].values() for ms in row.values())
     assert sorted(timing["by_width"]["ism"]) == ["128-256", "16-32", "32-64", "64-128", "8-16"]
+
+
+@pytest.mark.parametrize("args", [["+sigam=1"], ["--pilot", "+sigam=1"], ["--losses", "dsm_s", "sigam=1"]])
+def test_the_study_script_checks_every_job_before_training(args, tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("dimension_script", ROOT / "scripts" / "dimension.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(script, "dsmexp", lambda *overrides: pytest.fail(f"a sweep started: {overrides}"))
+    monkeypatch.setattr(script, "measure", lambda *a, **k: pytest.fail("the timing started"))
+    assert script.main(["--profile", "smoke", "--dims", "2,8", "--launcher", "basic", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dimension.py: error: experiment=dimension") and err.count("\n") == 1, err
+    assert "sigam" in err and list(tmp_path.iterdir()) == []
 
 
 def test_timing_measures_every_objective_and_width_in_one_process():

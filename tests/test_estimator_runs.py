@@ -81,6 +81,27 @@ def test_bad_estimator_settings_get_one_line(override, message):
     assert str(err.value) == message
 
 
+@pytest.mark.parametrize("overrides, low, high", [
+    (["fd_eps=1e30"], "0.00106", "3.08"), (["fd_eps=1e-30"], "0.00106", "3.08"),
+    (["fd_eps=1e-6"], "0.00106", "3.08"), (["fd_eps=1e-30", "dtype=float64"], "4.59e-08", "3.08"),
+    (["fd_eps=60", "dataset.dim=512"], "0.017", "49.3"),
+])
+def test_fd_eps_outside_the_meaningful_range_is_refused(overrides, low, high):
+    """sqrt(eps of the dtype) R <= fd_eps <= R, R = sqrt(d) x (half-moon extent 2 + 3 noise + 3 sigma)."""
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg("loss=fd_ssm", *overrides))
+    value = overrides[0].split("=")[1]
+    assert str(err.value).startswith(f"fd_eps={float(value)}: must be between {low} and {high} here: "
+                                     "sqrt(eps of float")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides", [["fd_eps=1e-6", "dtype=float64"], ["fd_eps=3"], ["fd_eps=0.002"],
+                                       ["fd_eps=0.05", "dataset.dim=512"], ["loss=ssm", "fd_eps=1e30"]])
+def test_fd_eps_inside_the_range_or_unused_passes(overrides):
+    validate(make_cfg("loss=fd_ssm", *overrides))
+
+
 @pytest.mark.slow
 def test_command_line_trains_each_estimator_and_a_custom_module(tmp_path):
     root = Path(__file__).resolve().parent.parent

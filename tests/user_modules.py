@@ -34,3 +34,37 @@ class WrongShape(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.lin(z)
+
+
+class BatchNormed(nn.Module):
+    """Linear -> BatchNorm1d -> tanh -> Linear: in training mode each score depends on the whole batch."""
+
+    def __init__(self, dim: int, width: int = 8) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, width), nn.BatchNorm1d(width), nn.Tanh(),
+                                 nn.Linear(width, dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class PairsOnly(nn.Module):
+    """Works on points two at a time (a reshape into pairs): fails for an odd number of points."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2 * dim, 2 * dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.lin(z.reshape(-1, 2 * z.shape[1])).reshape(z.shape)
+
+
+class SqueezesOnePoint(nn.Module):
+    """Squeezes its output, so a single point comes back as a (d,) vector."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(dim, dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.lin(z).squeeze()
