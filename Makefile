@@ -5,6 +5,9 @@ TORCH_VERSION ?= 2.13.0
 PROFILE ?= quick
 SEEDS ?= 1
 ARGS ?=
+# make test: pytest-xdist workers (0: one process); whole test files go to one worker, so a file's shared
+# fixtures are built once
+TEST_WORKERS ?= 2
 # where `make slurm-up` keeps the one-node cluster's config, pid files, logs, spool and state
 SLURM_STATE ?= $(CURDIR)/outputs/slurm
 
@@ -31,7 +34,7 @@ run: install
 	$(PY) -m dsmexp $(ARGS)
 
 test: install
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 sweep: install
 	$(PY) -m dsmexp -m loss=ism,dsm_s sigma=0,1e-4,1e-3,1e-2,1e-1 $(ARGS)
