@@ -13,7 +13,7 @@ The build. The library depends on the source, the flags, the compiler and the CP
 Python headers), so its file name hashes exactly those and one build serves every environment sharing
 the cache (a checkout's venv, a wheel in another). It is compiled to a temporary file and renamed into
 place, so a killed build leaves no half-written library; builders of one key take turns under a flock
-whose wait is bounded (BuildError after LOCK_WAIT_S) and reported after NOTICE_AFTER_S; every compile
+whose wait is bounded (BuildError after LOCK_WAIT_S) and reported after a few seconds; every compile
 says so when it starts, every HEARTBEAT_S while it runs, and how long it took when it ends.
 
 `kernel=auto` uses it on CPU for float32 runs of ism, dsm or dsm_s with the two-hidden-layer MLP and a
@@ -23,8 +23,6 @@ tanh, sigmoid or silu activation when it builds; `kernel=fused` requires it; `ke
 from __future__ import annotations
 
 import ctypes
-import errno
-import fcntl
 import hashlib
 import logging
 import math
@@ -34,8 +32,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -45,6 +41,7 @@ from torch import Tensor
 from dsmexp.config import ConfigError
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import StepSums, StepTerms, _assemble
+from dsmexp.runlock import exclusive, notice
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +51,8 @@ FUSED_LOSSES = ("ism", "dsm", "dsm_s")
 SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_step.cpp"
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-Wno-psabi"]
 CACHE_ENV = "DSMEXP_KERNEL_CACHE"  # where builds are cached; default: $XDG_CACHE_HOME/dsmexp/kernels
-NOTICE_AFTER_S = 3.0  # a wait for another builder is reported once it has lasted this long
-HEARTBEAT_S = 30.0  # and then every this many seconds, as is a compile
-LOCK_WAIT_S = 900.0  # the longest wait for another builder of the same key
+HEARTBEAT_S = 30.0  # a compile is reported every this many seconds
+LOCK_WAIT_S = 900.0  # the longest wait for another builder of the same key (reported: runlock.wait_for_lock)
 COMPILE_TIMEOUT_S = 900.0  # the longest a compile may run
 # kernel=auto takes the fused kernel up to this many middle-layer weights (n1 * n2): one thread's step on
 # an AVX2 CPU (N = 1000, M = 50, d = 2) took 0.41x the torch path's time at 16-32, 0.70x at 64-64 and
@@ -180,48 +176,17 @@ def _build() -> ctypes.CDLL:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise BuildError(f"cannot create the kernel cache {target.parent} ({err.strerror})") from None
-        with _build_lock(target.with_suffix(".lock")):  # one builder per key at a time, across processes
-            if not target.exists():  # not built by the process we waited for
-                _compile(compiler, target)
+        doing = f"is compiling the fused CPU kernel into {target.parent}"
+        try:
+            with exclusive(target.with_suffix(".lock"), doing, LOCK_WAIT_S):  # one builder per key at once
+                if not target.exists():  # not built by the process we waited for
+                    _compile(compiler, target)
+        except ConfigError as err:  # the wait ran out, or the lock file is a link or cannot be written
+            raise BuildError(f"{err}; use kernel=torch") from None
     try:
         return _bind(ctypes.CDLL(str(target)))
     except (OSError, AttributeError) as err:
         raise BuildError(f"cannot load {target} ({err}); delete it to rebuild") from None
-
-
-@contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path`, waiting at most LOCK_WAIT_S for another builder and saying so.
-    The holder's pid is written in the file for the message; a symlink there is refused."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as err:
-        raise BuildError(f"cannot open the build lock {path} ({err.strerror})") from None
-    try:
-        start = next_notice = time.monotonic()
-        next_notice += NOTICE_AFTER_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as err:
-                if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                    raise BuildError(f"cannot lock {path} ({err.strerror})") from None
-            waited = time.monotonic() - start
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            if waited >= LOCK_WAIT_S:
-                raise BuildError(f"process {holder} has been building the fused kernel into {path.parent} "
-                                 f"for over {LOCK_WAIT_S:.0f} s (lock {path}); wait, or use kernel=torch")
-            if time.monotonic() >= next_notice:
-                say(f"waiting for process {holder}, which is compiling the fused CPU kernel into "
-                    f"{path.parent} ({waited:.0f} s so far; at most {LOCK_WAIT_S:.0f} s)")
-                next_notice += HEARTBEAT_S
-            time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # drops the flock
 
 
 def _compile(compiler: str, target: Path) -> None:
@@ -230,7 +195,7 @@ def _compile(compiler: str, target: Path) -> None:
         stale.unlink(missing_ok=True)
     partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
     command = [compiler, *CFLAGS, str(SOURCE), "-o", str(partial)]
-    say(f"compiling the fused CPU kernel with {compiler} into {target.parent} (first use of this source, "
+    notice(f"compiling the fused CPU kernel with {compiler} into {target.parent} (first use of this source, "
         "compiler and CPU; some seconds to a minute; kernel=torch skips it)")
     start = time.monotonic()
     try:
@@ -248,7 +213,7 @@ def _compile(compiler: str, target: Path) -> None:
                 if elapsed > COMPILE_TIMEOUT_S:
                     proc.kill()
                     raise BuildError(f"the compile ran over {COMPILE_TIMEOUT_S:.0f} s; stopped") from None
-                say(f"still compiling the fused CPU kernel ({elapsed:.0f} s so far)")
+                notice(f"still compiling the fused CPU kernel ({elapsed:.0f} s so far)")
         if proc.returncode != 0:
             lines = [line for line in output.splitlines() if "error" in line] or output.splitlines() or ["?"]
             raise BuildError(f"the build failed ({lines[0].strip()})")
@@ -258,23 +223,13 @@ def _compile(compiler: str, target: Path) -> None:
             proc.kill()
             proc.wait()
         partial.unlink(missing_ok=True)
-    say(f"compiled the fused CPU kernel in {time.monotonic() - start:.1f} s ({target.name})")
+    notice(f"compiled the fused CPU kernel in {time.monotonic() - start:.1f} s ({target.name})")
 
 
 def _die_with_parent() -> None:
     """In the compiler's process (Linux): be killed when dsmexp dies, however it dies, so no orphaned
     compile goes on writing into the cache."""
     ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-
-
-def say(message: str) -> None:
-    """A build notice: to the run's log when logging is set up (inside a run), else one line on stderr
-    (the checks before a run, a notebook)."""
-    if logging.getLogger().handlers:
-        log.info(message)
-    else:
-        sys.stderr.write(f"dsmexp: {message}\n")
-        sys.stderr.flush()
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:

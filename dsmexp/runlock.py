@@ -4,6 +4,9 @@ The kernel drops the lock when its holder exits, however it exits (kill -9 inclu
 never leaves a stale lock behind. The lock file holds the holder's pid, for the message the next process
 prints. It is never deleted: deleting a lock file that another process is about to lock would let two
 processes hold "the" lock at once.
+
+Every wait for a lock here is bounded and reported: after NOTICE_AFTER_S the waiting process says whom
+it waits for and why, every HEARTBEAT_S after that, and it gives up (LockTimeout, one line) at its limit.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,17 +27,70 @@ from dsmexp.safe_io import symlinked, write_failed
 LOCK_FILE = ".dsmexp.lock"
 
 
-@contextlib.contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """Wait for, then hold, an exclusive lock on the file `path` (created if missing) for the `with` block;
-    the system releases it if the holder dies. For short critical sections: a kernel build, creating
-    an MLflow experiment."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+NOTICE_AFTER_S = 3.0  # a wait for a lock is reported once it has lasted this long
+HEARTBEAT_S = 30.0  # and again every this many seconds
+
+log = logging.getLogger(__name__)
+
+
+class LockTimeout(ConfigError):
+    """A lock was not free within the wait's limit; the message names its holder."""
+
+
+def notice(message: str) -> None:
+    """A progress line: to the run's log when logging is set up (inside a run), else to stderr (the
+    checks before a run, a notebook)."""
+    if logging.getLogger().handlers:
+        log.info(message)
+    else:
+        sys.stderr.write(f"dsmexp: {message}\n")
+        sys.stderr.flush()
+
+
+def wait_for_lock(fd: int, path: Path, doing: str, limit_s: float) -> None:
+    """Take the exclusive flock on the open file `fd` (at `path`), waiting at most limit_s for its holder,
+    whose pid the file holds and who `doing` ("is compiling ..."): said after NOTICE_AFTER_S, then every
+    HEARTBEAT_S; LockTimeout at the limit."""
+    start = time.monotonic()
+    next_notice = start + NOTICE_AFTER_S
+    while True:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+        waited = time.monotonic() - start
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        if waited >= limit_s:
+            raise LockTimeout(f"gave up after {limit_s:.0f} s waiting for process {holder}, which {doing} "
+                              f"(lock {path})")
+        if time.monotonic() >= next_notice:
+            notice(f"waiting for process {holder}, which {doing} ({waited:.0f} s so far; at most "
+                   f"{limit_s:.0f} s)")
+            next_notice += HEARTBEAT_S
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, doing: str, limit_s: float = 600.0) -> Iterator[None]:
+    """Wait for (bounded, see wait_for_lock), then hold, an exclusive lock on the file `path` (created if
+    missing, never through a symlink) for the `with` block, with this process's pid in it; the system
+    releases it if the holder dies. For short critical sections (creating an MLflow experiment) and the
+    fused kernel's build."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        if path.is_symlink():
+            raise symlinked(path) from None
+        raise write_failed(path, err) from None
+    try:
+        wait_for_lock(fd, path, doing, limit_s)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # drops the flock
 
 
 class RunBusy(ConfigError):
@@ -41,14 +100,15 @@ class RunBusy(ConfigError):
 class RunLock:
     """Exclusive ownership of one run directory; `with RunLock(run_dir):` or acquire() / release()."""
 
-    def __init__(self, run_dir: Path, wait: bool = False) -> None:
+    def __init__(self, run_dir: Path, wait: bool = False, doing: str = "", limit_s: float = 600.0) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
-        self.wait = wait
+        self.wait, self.doing, self.limit_s = wait, doing or f"holds {self.run_dir}", limit_s
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        """Take the lock; without `wait`, raise RunBusy naming the holder's pid when another has it.
+        """Take the lock; without `wait`, raise RunBusy naming the holder's pid when another has it; with
+        it, wait at most limit_s (wait_for_lock: reported, then LockTimeout).
 
         (A sweep directory's lock is taken with wait=True for the moments its jobs.json and runs.csv
         are rewritten, so sweeps sharing a directory never lose each other's plan.)"""
@@ -59,12 +119,18 @@ class RunLock:
                 raise symlinked(self.path) from None
             raise write_failed(self.path, err) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self.wait:
+                wait_for_lock(fd, self.path, self.doing, self.limit_s)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             os.close(fd)
             if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
             raise RunBusy(busy_message(self.run_dir)) from None
+        except LockTimeout:
+            os.close(fd)
+            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

@@ -122,7 +122,7 @@ def _store_lock(store: Path | None):
     from dsmexp.runlock import exclusive  # runlock imports config, which imports this module
 
     store.mkdir(parents=True, exist_ok=True)
-    with exclusive(store / ".dsmexp-create.lock"):
+    with exclusive(store / ".dsmexp-create.lock", f"is creating an MLflow experiment in {store}"):
         yield
 
 

@@ -1,0 +1,56 @@
+"""Every wait for a lock is bounded and says whom it waits for: the sweep directory's lock, the MLflow
+store's, the kernel build's (tests/test_fused.py)."""
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from dsmexp import runlock
+
+HOLD = ("import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+        "print('held', flush=True); time.sleep(60)\n")
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A process holding the flock of tmp_path/.dsmexp.lock, as a running sweep or run would."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / runlock.LOCK_FILE)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_wait_for_a_held_lock_is_reported_then_given_up_in_one_line(tmp_path, held, monkeypatch, capsys):
+    monkeypatch.setattr(runlock, "NOTICE_AFTER_S", 0.2)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # notices go to stderr
+    start = time.monotonic()
+    with pytest.raises(runlock.LockTimeout, match=rf"^gave up after 1 s waiting for process {held.pid}, "
+                       "which is updating the plan"):
+        runlock.RunLock(tmp_path, wait=True, doing="is updating the plan", limit_s=1.0).acquire()
+    assert time.monotonic() - start < 5
+    assert f"dsmexp: waiting for process {held.pid}, which is updating the plan" in capsys.readouterr().err
+    with pytest.raises(runlock.LockTimeout, match=f"waiting for process {held.pid}, which is creating"):
+        with runlock.exclusive(tmp_path / runlock.LOCK_FILE, "is creating an experiment", limit_s=0.5):
+            pass
+    with pytest.raises(runlock.RunBusy, match=f"in use by process {held.pid}"):  # a run never waits
+        runlock.RunLock(tmp_path).acquire()
+
+
+def test_a_lock_freed_while_waiting_is_taken(tmp_path, held):
+    threading.Timer(1.0, held.kill).start()  # the holder dies during the wait: the system frees its lock
+    lock = runlock.RunLock(tmp_path, wait=True, doing="is updating the plan", limit_s=30.0).acquire()
+    try:
+        assert runlock.holder_pid(tmp_path) == os.getpid()
+    finally:
+        lock.release()
