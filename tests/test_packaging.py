@@ -71,3 +71,18 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_any_directory(tmp_path):
                    text=True)
     runs = (elsewhere / "outputs" / "sweep" / "runs.csv").read_text().splitlines()
     assert len(runs) == 3 and all(",completed," in row for row in runs[1:])
+
+
+def test_hydra_finds_the_sweeper_plugin_and_importing_it_imports_no_torch():
+    """Hydra imports every plugin module for every Hydra app in the environment: ours must stay light."""
+    probe = ("import sys\n"
+             "from hydra.core.plugins import Plugins\n"
+             "from hydra.plugins.sweeper import Sweeper\n"
+             "names = [p.__module__ + '.' + p.__name__ for p in Plugins.instance().discover(Sweeper)]\n"
+             "print(names)\n"
+             "print(sorted(m for m in ('torch', 'dsmexp', 'pandas', 'numpy') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, check=True)
+    found, heavy = proc.stdout.splitlines()
+    assert "hydra_plugins.dsmexp_sweeper.dsmexp_sweeper.DsmexpSweeper" in found
+    assert heavy == "[]", f"importing the plugins imported {heavy}"

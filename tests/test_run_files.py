@@ -231,7 +231,7 @@ def test_temporary_files_a_killed_writer_left_are_removed(tmp_path):
 def test_sweeps_sharing_a_directory_never_lose_each_others_plan(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import _record_plan
+    from hydra_plugins.dsmexp_sweeper._core import _record_plan
 
     def record(i):
         _record_plan(tmp_path / "jobs.json", [{"overrides": [f"seed={i}"], "subdir": f"seed={i}"}])
@@ -247,7 +247,7 @@ def test_a_job_that_finds_its_directory_taken_at_launch_is_skipped_busy_not_fail
     from hydra.core.utils import JobReturn, JobStatus
 
     from dsmexp.runlock import RunBusy
-    from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import DsmexpSweeper, SweepFailed
+    from hydra_plugins.dsmexp_sweeper._core import SweepFailed, _finish
 
     planned = [{"overrides": ["seed=1"], "subdir": "seed=1"}, {"overrides": ["seed=2"], "subdir": "seed=2"}]
     (tmp_path / "jobs.json").write_text(json.dumps(planned))
@@ -256,7 +256,7 @@ def test_a_job_that_finds_its_directory_taken_at_launch_is_skipped_busy_not_fail
                                                "directory); wait for it to finish")),
                JobReturn(overrides=["seed=2"], status=JobStatus.FAILED, _return_value=RuntimeError("boom"))]
     with pytest.raises(SweepFailed) as err:
-        DsmexpSweeper._finish(None, tmp_path, returns, planned)
+        _finish(tmp_path, returns, planned)
     assert str(err.value).splitlines()[1:] == ["  seed=2: RuntimeError: boom"]
     plan = {job["subdir"]: job for job in json.loads((tmp_path / "jobs.json").read_text())}
     assert plan["seed=1"]["status"] == "skipped-busy" and "process 123" in plan["seed=1"]["skipped"]

@@ -10,7 +10,7 @@ from dsmexp import artifacts
 from dsmexp.runlock import LOCK_FILE, RunLock, is_busy
 from dsmexp.safe_io import RunFileError, open_append
 from dsmexp.sweeps import write_runs_table
-from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import _record_plan
+from hydra_plugins.dsmexp_sweeper._core import _record_plan
 from tests.conftest import TINY, run_cli_in_process
 
 KNOWN = "keep me\n"
