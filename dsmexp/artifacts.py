@@ -1,4 +1,4 @@
-"""The files a run leaves behind (DESIGN.md section 5): metrics.csv, summary.json, checkpoint.pt,
+"""The files a run leaves behind (README, What a run leaves behind): metrics.csv, summary.json, checkpoint.pt,
 score_field.npz; how they are written so nothing is lost, and how they are read so nothing is faked.
 
 - Writes that replace a file are atomic and fsynced (safe_io.replace_atomically).

@@ -1,4 +1,4 @@
-"""Every per-step term of DESIGN.md section 4, computed on one shared batch z = x + sigma * eps.
+"""Every per-step term (README, What a run computes), computed on one shared batch z = x + sigma * eps.
 
 ISM (Eq. 8) = norm + fit_ism and DSM-S (Eq. 9) = norm + fit_dsm share the norm 0.5 |s(z)|^2; their
 fitting terms, mean div s(z) and mean <s(z), eps>/sigma, agree in expectation (Prop. 2, Eq. 10).

@@ -1,4 +1,4 @@
-"""pandas views of what runs leave on disk (DESIGN.md sections 5 and 10), for notebooks and for the
+"""pandas views of what runs leave on disk (README, What a run leaves behind), for notebooks and for the
 figures, claims, report and runs.csv code alike:
 
     import dsmexp

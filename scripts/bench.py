@@ -1,4 +1,4 @@
-"""Benchmark one instrumented training step: every DESIGN.md section 4 column, both gradients, the
+"""Benchmark one instrumented training step: every column of README "What a run computes", both gradients, the
 optimiser step, at the paper configuration (half-moon N=1000, M=500, MLP 2-16-32-2 tanh), on the same
 data, network and noise for
 
