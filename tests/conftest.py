@@ -106,6 +106,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.excinfo is not None and isinstance(call.excinfo.value, subprocess.TimeoutExpired):
         err = call.excinfo.value
         command = " ".join(str(a) for a in err.cmd) if isinstance(err.cmd, (list, tuple)) else str(err.cmd)
+        command = command.splitlines()[0] if command.strip() else "?"
         report.sections.append((f"subprocess timed out after {err.timeout} s: {command[:300]}",
                                 f"--- last stdout ---\n{output_tail(err.stdout)}\n"
                                 f"--- last stderr ---\n{output_tail(err.stderr)}"))

@@ -15,9 +15,11 @@ def test_a_subprocess_timeout_shows_the_last_lines_of_its_output(pytester):
             child += "print('last words', file=sys.stderr, flush=True)\\ntime.sleep(60)\\n"
             subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=3)
     """))
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--tb=line")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "subprocess timed out after 3 s" in out
-    assert "child line 39" in out and "child line 5" not in out  # the tail, not everything
-    assert "last words" in out
+    # the last 30 lines of its stdout (lines 10 to 39), and its stderr
+    assert "--- last stdout ---\nchild line 10\n" in out and "child line 39\n--- last stderr ---" in out
+    assert "child line 9\n" not in out
+    assert "--- last stderr ---\nlast words" in out
