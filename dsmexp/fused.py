@@ -195,8 +195,8 @@ def _compile(compiler: str, target: Path) -> None:
         stale.unlink(missing_ok=True)
     partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
     command = [compiler, *CFLAGS, str(SOURCE), "-o", str(partial)]
-    notice(f"compiling the fused CPU kernel with {compiler} into {target.parent} (first use of this source, "
-        "compiler and CPU; some seconds to a minute; kernel=torch skips it)")
+    notice(f"compiling the fused CPU kernel with {compiler} into {target.parent} (first use of this "
+           "source, compiler and CPU; some seconds to a minute; kernel=torch skips it)")
     start = time.monotonic()
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
