@@ -15,7 +15,7 @@ products J v that the sliced estimators of dsmexp/estimators.py need) and parame
   the fast kernels in the tests.
 
 Other depths use the chain-product trace of dsmexp/chain_trace.py (cost independent of d), and any other
-nn.Module the torch.func kernel of dsmexp/module_kernel.py; make_kernel picks.
+nn.Module the torch.func kernel of dsmexp/module_kernel.py; dsmexp/kernels.py make_kernel picks.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from dsmexp.models import Activation, ScoreMLP
+from dsmexp.sliced_two_layer import sliced_backward, sliced_forward
+from dsmexp.two_layer import TwoLayerWeights, two_layer_layers, two_layer_weights
 
 
 @dataclass
@@ -35,42 +37,6 @@ class Forward:
     s: Tensor  # (d, n) score
     div: Tensor | None  # (n,) exact divergence (None when not asked for)
     saved: tuple = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class TwoLayerWeights:
-    """The network's weights for one step, detached, with the products the divergence needs."""
-
-    w1: Tensor
-    b1: Tensor  # (n1, 1)
-    w2: Tensor
-    b2: Tensor
-    w3: Tensor
-    b3: Tensor
-    w2t: Tensor  # contiguous transposes: small GEMMs are fastest on contiguous operands
-    w3t: Tensor
-    bmat: Tensor  # B = W1 W3, (n1, n2)
-    cmat: Tensor  # C = W2 * B^T, (n2, n1)
-    cmatt: Tensor
-
-
-def two_layer_weights(model: ScoreMLP) -> TwoLayerWeights:
-    w1, b1, w2, b2, w3, b3 = (p.detach() for p in model.parameters())
-    bmat = w1 @ w3
-    cmat = (w2 * bmat.T).contiguous()
-    return TwoLayerWeights(w1, b1[:, None], w2, b2[:, None], w3, b3[:, None], w2.T.contiguous(),
-                           w3.T.contiguous(), bmat, cmat, cmat.T.contiguous())
-
-
-def two_layer_layers(w: TwoLayerWeights, act: Activation, z: Tensor) -> tuple[Tensor, ...]:
-    """The forward pass through both hidden layers: (h1, a1, D1, h2, a2, D2, s) for points z (d, n)."""
-    h1 = torch.addmm(w.b1, w.w1, z)
-    a1 = act.fn(h1)
-    d1 = act.slope(h1, a1)
-    h2 = torch.addmm(w.b2, w.w2, a1)
-    a2 = act.fn(h2)
-    d2 = act.slope(h2, a2)
-    return h1, a1, d1, h2, a2, d2, torch.addmm(w.b3, w.w3, a2)
 
 
 def two_layer_forward(w: TwoLayerWeights, act: Activation, z: Tensor, with_div: bool = True) -> Forward:
@@ -137,13 +103,9 @@ class TwoLayerKernel:
 
     def sliced_forward(self, z: Tensor, v: Tensor):
         """s and v^T J v by hand (dsmexp/sliced_two_layer.py): the sliced estimators' fast path."""
-        from dsmexp.sliced_two_layer import sliced_forward
-
         return sliced_forward(self.weights, self.act, z, v)
 
     def sliced_backward(self, fwd, s_bar: Tensor, weight: float) -> list[Tensor]:
-        from dsmexp.sliced_two_layer import sliced_backward
-
         return sliced_backward(self.weights, self.act, fwd, s_bar, weight)
 
 
@@ -217,18 +179,3 @@ def mlp_directional(model: ScoreMLP, z: Tensor, v: Tensor) -> tuple[Tensor, Tens
 
 
 Kernel = TwoLayerKernel | TangentKernel
-
-
-def make_kernel(model: nn.Module, compile: bool = False) -> Kernel:
-    """The fastest exact kernel for this network: the hand-written bilinear form for two hidden layers
-    (torch.compile'd when asked), the chain-product trace of dsmexp/chain_trace.py for other depths, and
-    for any other nn.Module the torch.func kernel of dsmexp/module_kernel.py."""
-    if not isinstance(model, ScoreMLP):
-        from dsmexp.module_kernel import ModuleKernel
-
-        return ModuleKernel(model, compile)
-    if len(model.hidden) == 2:
-        return TwoLayerKernel(model, compile)
-    from dsmexp.chain_trace import ChainKernel
-
-    return ChainKernel(model, compile)

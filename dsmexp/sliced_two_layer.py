@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from dsmexp.divergence import TwoLayerWeights, two_layer_layers
 from dsmexp.models import Activation
+from dsmexp.two_layer import TwoLayerWeights, two_layer_layers
 
 
 @dataclass

@@ -26,10 +26,10 @@ import dsmexp
 from dsmexp import artifacts, fused
 from dsmexp.config import validate
 from dsmexp.data import build_dataset
-from dsmexp.divergence import make_kernel
 from dsmexp.estimators import ESTIMATORS, draw_projections
 from dsmexp.evaluation import EVAL_METRICS, HeldOut
 from dsmexp.identity import NON_RESULT_KEYS, check_existing_run, result_config
+from dsmexp.kernels import make_kernel
 from dsmexp.models import build_model
 from dsmexp.objectives import GRAD_NORM_COLUMN, METRICS, step_terms
 from dsmexp.reference import ReferenceUnavailable, reference_score

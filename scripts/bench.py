@@ -35,8 +35,9 @@ from pathlib import Path
 import torch
 
 from dsmexp import fused
-from dsmexp.divergence import TangentKernel, make_kernel
+from dsmexp.divergence import TangentKernel
 from dsmexp.estimators import ESTIMATORS, draw_projections
+from dsmexp.kernels import make_kernel
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 from dsmexp.reference import load_dataset

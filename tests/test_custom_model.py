@@ -6,7 +6,7 @@ import torch
 
 from dsmexp import artifacts, training
 from dsmexp.config import ConfigError, validate
-from dsmexp.divergence import make_kernel
+from dsmexp.kernels import make_kernel
 from dsmexp.module_kernel import ModuleKernel
 from tests.conftest import TINY, make_cfg, run_cli_in_process
 from tests.test_divergence import brute_force_divergence, brute_force_grads

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dsmexp.chain_trace import ChainKernel
-from dsmexp.divergence import TangentKernel, TwoLayerKernel, make_kernel
+from dsmexp.divergence import TangentKernel, TwoLayerKernel
+from dsmexp.kernels import make_kernel
 from dsmexp.models import ACTIVATIONS, ScoreMLP
 
 

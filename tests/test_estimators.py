@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from dsmexp.divergence import make_kernel
 from dsmexp.estimators import draw_projections, estimator_chunk
+from dsmexp.kernels import make_kernel
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from dsmexp import artifacts, fused, runlock, sweeps, training
-from dsmexp.divergence import make_kernel
+from dsmexp.kernels import make_kernel
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 from tests.conftest import TINY, make_cfg, run_cli

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dsmexp.data import HalfMoon
-from dsmexp.divergence import make_kernel
+from dsmexp.kernels import make_kernel
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, Moments, step_terms
 

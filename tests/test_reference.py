@@ -12,7 +12,7 @@ from scipy.stats import multivariate_normal
 import dsmexp
 from dsmexp import artifacts, training
 from dsmexp.data import Gaussian
-from dsmexp.divergence import make_kernel
+from dsmexp.kernels import make_kernel
 from dsmexp.models import ScoreMLP
 from dsmexp.objectives import METRICS, step_terms
 from dsmexp.reference import (
