@@ -20,7 +20,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
 from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
-from dsmexp.dimension import DIMS, OBJECTIVES, build_study_report, write_pilot_table
+from dsmexp.dimension import DIMS, OBJECTIVES
+from dsmexp.dimension_report import build_study_report, write_pilot_table
 from dsmexp.dimension_timing import (
     WIDTH_DIM,
     WIDTHS,
