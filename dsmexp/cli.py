@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import hydra
-from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dsmexp import artifacts, training
-from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
-from dsmexp.identity import check_existing_run
-from dsmexp.runlock import is_busy
+from dsmexp.config import CONF_DIR, compose, register_configs
+from dsmexp.errors import DsmexpError
+from dsmexp.train import trainer
+from dsmexp.train.preflight import preflight
 
 register_configs()
 
@@ -51,8 +49,8 @@ def available_cpus() -> int:
 def _app(cfg: DictConfig) -> str:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        return training.run(cfg, run_dir, threads=job_threads(cfg))
-    except ConfigError as err:
+        return trainer.run(cfg, run_dir, threads=job_threads(cfg))
+    except DsmexpError as err:
         if HydraConfig.get().mode != RunMode.RUN:
             raise  # a sweep job: the sweeper records it and runs the others
         # a single run found something check_single_run could not see yet (the directory taken since,
@@ -77,20 +75,13 @@ def check_single_run(argv: list[str]) -> None:
             or args.experimental_rerun):
         return
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-            cfg = compose(config_name="config", overrides=args.overrides, return_hydra_config=True)
-            run_dir = Path(cfg.hydra.run.dir)
+        cfg = compose(args.overrides, hydra_config=True)
+        run_dir = Path(cfg.hydra.run.dir)
     except HydraException:
         return  # Hydra reports composition errors itself, before writing anything
     try:
-        validate(cfg)
-        finished = check_existing_run(cfg, run_dir)
-        busy = is_busy(run_dir)
-        if busy:
-            raise ConfigError(busy)
-        if finished is None:
-            _check_can_create(run_dir)
-    except ConfigError as err:
+        finished = preflight(cfg, run_dir, writable=True, hand_over=True)  # run() does not check again
+    except DsmexpError as err:
         sys.stderr.write(f"dsmexp: error: {err}\n")
         sys.exit(1)
     if finished is not None:  # nothing to write, not even Hydra's files (the directory may be read-only)
@@ -99,26 +90,16 @@ def check_single_run(argv: list[str]) -> None:
         sys.exit(0)
 
 
-def _check_can_create(run_dir: Path) -> None:
-    """One line when the run directory cannot be made or written (a parent is a file, read-only)."""
-    artifacts.make_run_dir(run_dir)  # Hydra would make it next
-    try:
-        with tempfile.TemporaryFile(dir=run_dir):
-            pass
-    except OSError as err:
-        raise artifacts.write_failed(run_dir, err, "write into") from None
-
-
 def main() -> None:
     """Train one run (or a sweep with -m) in Hydra's output directory.
 
     Ctrl-C prints one line and exits 130: a run stops after the step in progress, with its metrics
     rows and a checkpoint written, so the same command resumes it."""
-    training.prepare_cpu()  # before torch starts its worker threads, so they inherit it
+    trainer.prepare_cpu()  # before torch starts its worker threads, so they inherit it
     try:
         check_single_run(sys.argv[1:])
         _app()
     except KeyboardInterrupt as stop:
-        where = f" at step {stop.steps_done}" if isinstance(stop, training.Interrupted) else ""
+        where = f" at step {stop.steps_done}" if isinstance(stop, trainer.Interrupted) else ""
         sys.stderr.write(f"dsmexp: interrupted{where}; the same command resumes\n")
         sys.exit(130)

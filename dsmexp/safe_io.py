@@ -1,28 +1,36 @@
-"""Writing run files so nothing is lost, and the one-line error for a file that cannot be read,
-was not written by dsmexp, or cannot be written.
+"""Writing files so nothing is lost, the one-line error for a file that cannot be read, was not written
+by dsmexp, or cannot be written, and the one bounded, reported wait for an exclusive file lock.
 
 Writes that replace a file go to a uniquely named temporary file in the same directory (two writers
 never share one), are fsynced, then renamed over the old file; a failed write removes its temporary
 file and becomes a RunFileError naming the file and what to do.
+
+Every wait for a lock (wait_for_lock, exclusive) is bounded and reported: after NOTICE_AFTER_S the waiting
+process says whom it waits for and why, every HEARTBEAT_S after that, and it gives up (LockTimeout, one
+line) at its limit. The lock is an OS advisory lock (fcntl.flock), dropped by the kernel however its
+holder exits; the lock file holds the holder's pid for the message.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import logging
 import os
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dsmexp.config import ConfigError
+from dsmexp.errors import LockTimeout, RunFileError
 
+NOTICE_AFTER_S = 3.0  # a wait for a lock is reported once it has lasted this long
+HEARTBEAT_S = 30.0  # and again every this many seconds
 
-class RunFileError(ConfigError):
-    """A run file that dsmexp did not write (foreign) or cannot read (corrupt), or cannot write."""
-
-    def __init__(self, message: str, foreign: bool = False, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.foreign = foreign
-        self.reason = reason or message  # what is wrong, without what to do (for reports and tables)
+log = logging.getLogger(__name__)
 
 
 def unreadable(path: Path, why: str) -> RunFileError:
@@ -110,3 +118,61 @@ def make_run_dir(run_dir: Path) -> None:
 def replace_text(path: Path, text: str) -> None:
     """Write a text file atomically (readers see the old file or the new one, never a partial one)."""
     replace_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+# ---- the one flock helper ----------------------------------------------------------------------------
+
+def notice(message: str) -> None:
+    """A progress line: to the run's log when logging is set up (inside a run), else to stderr (the
+    checks before a run, a notebook)."""
+    if logging.getLogger().handlers:
+        log.info(message)
+    else:
+        sys.stderr.write(f"dsmexp: {message}\n")
+        sys.stderr.flush()
+
+
+def wait_for_lock(fd: int, path: Path, doing: str, limit_s: float) -> None:
+    """Take the exclusive flock on the open file `fd` (at `path`), waiting at most limit_s for its holder,
+    whose pid the file holds and who `doing` ("is compiling ..."): said after NOTICE_AFTER_S, then every
+    HEARTBEAT_S; LockTimeout at the limit."""
+    start = time.monotonic()
+    next_notice = start + NOTICE_AFTER_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+        waited = time.monotonic() - start
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        if waited >= limit_s:
+            raise LockTimeout(f"gave up after {limit_s:.0f} s waiting for process {holder}, which {doing} "
+                              f"(lock {path})")
+        if time.monotonic() >= next_notice:
+            notice(f"waiting for process {holder}, which {doing} ({waited:.0f} s so far; at most "
+                   f"{limit_s:.0f} s)")
+            next_notice += HEARTBEAT_S
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, doing: str, limit_s: float = 600.0) -> Iterator[None]:
+    """Wait for (bounded, see wait_for_lock), then hold, an exclusive lock on the file `path` (created if
+    missing, never through a symlink) for the `with` block, with this process's pid in it; the system
+    releases it if the holder dies. For short critical sections (creating an MLflow experiment) and the
+    fused kernel's build."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        if path.is_symlink():
+            raise symlinked(path) from None
+        raise write_failed(path, err) from None
+    try:
+        wait_for_lock(fd, path, doing, limit_s)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # drops the flock

@@ -34,14 +34,16 @@ from pathlib import Path
 
 import torch
 
-from dsmexp import fused
-from dsmexp.divergence import TangentKernel
-from dsmexp.estimators import ESTIMATORS, draw_projections
-from dsmexp.kernels import make_kernel
-from dsmexp.models import ScoreMLP
-from dsmexp.objectives import METRICS, step_terms
-from dsmexp.reference import load_dataset
-from dsmexp.training import CPU_CHUNK, CUDA_CHUNK, prepare_cpu
+from dsmexp.config import load_dataset
+from dsmexp.core.kernels.select import make_kernel
+from dsmexp.core.kernels.tangent import TangentKernel
+from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.objectives import fused
+from dsmexp.core.objectives.estimators import draw_projections
+from dsmexp.core.objectives.registry import objective
+from dsmexp.core.objectives.step import step_terms
+from dsmexp.core.objectives.terms import METRICS
+from dsmexp.train.trainer import CPU_CHUNK, CUDA_CHUNK, prepare_cpu
 
 SIGMA, N, HIDDEN, HIDDEN_3 = 0.01, 1000, [16, 32], [16, 32, 32]
 M_PAPER = 500
@@ -146,7 +148,7 @@ class Setup:
         """One step of `loss` with every other column off (diagnostics_every=0), ready to time."""
         model, optimizer = self.model_and_optimizer()
         kernel = make_kernel(model)
-        v = self.v if loss in ESTIMATORS else None
+        v = self.v if objective(loss).estimator else None
 
         def step() -> torch.Tensor:
             terms = step_terms(kernel, self.x, self.eps, SIGMA, loss, False, chunk, v=v, trained_only=True)

@@ -17,10 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from dsmexp import tables, trackers, training
-from dsmexp.cli import CONF_DIR  # importing the cli registers the config schema
+from dsmexp.config import compose
+from dsmexp.records import metrics_file
+from dsmexp.train import tracking, trainer
 
 LOGGERS = ("none", "tensorboard", "mlflow")
 
@@ -32,27 +31,25 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", default=["noise_samples=20", "eval_samples=500"])
     args = parser.parse_args()
     calls: list[float] = []
-    log_rows = trackers.Tracker.log_rows
+    log_rows = tracking.Tracker.log_rows
 
     def timed(self, rows):
         start = time.perf_counter()
         log_rows(self, rows)
         calls.append((time.perf_counter() - start) / len(rows))
 
-    trackers.Tracker.log_rows = timed
+    tracking.Tracker.log_rows = timed
     os.chdir(tempfile.mkdtemp(prefix="bench-trackers-"))
     step_ms = {name: [] for name in LOGGERS}
     inside_median = {name: [] for name in LOGGERS}
     inside_mean = {name: [] for name in LOGGERS}
     for repeat in range(args.repeats):
         for logger in LOGGERS:
-            with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-                cfg = compose(config_name="config", overrides=[f"steps={args.steps}", "threads=1",
-                                                               f"logger={logger}", *args.overrides])
+            cfg = compose([f"steps={args.steps}", "threads=1", f"logger={logger}", *args.overrides])
             calls.clear()
             run_dir = Path("outputs") / "bench" / f"{logger}-{repeat}"
-            training.run(cfg, run_dir, threads=1)
-            step_ms[logger].append(tables.load_metrics(run_dir)["time_s"].diff().median() * 1e3)
+            trainer.run(cfg, run_dir, threads=1)
+            step_ms[logger].append(metrics_file.load_metrics(run_dir)["time_s"].diff().median() * 1e3)
             inside_median[logger].append(statistics.median(calls) * 1e3)
             inside_mean[logger].append(statistics.mean(calls) * 1e3)
     print(f"{args.steps} steps x {args.repeats} repeats, {' '.join(args.overrides)}, one thread")

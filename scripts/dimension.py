@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
-from dsmexp.config import CONF_DIR, ConfigError, register_configs, validate
-from dsmexp.dimension import DIMS, OBJECTIVES
-from dsmexp.dimension_report import build_study_report, write_pilot_table
-from dsmexp.dimension_timing import (
+from dsmexp.config import compose, validate
+from dsmexp.errors import ConfigError
+from dsmexp.studies.dimension.numbers import DIMS, STUDY_LOSSES
+from dsmexp.studies.dimension.report import build_study_report, write_pilot_table
+from dsmexp.studies.dimension.timing import (
     WIDTH_DIM,
     WIDTHS,
     measure,
@@ -60,17 +60,15 @@ def check_jobs(jobs: list[list[str]], common: list[str]) -> str | None:
     Every job the study would start is composed and checked as `python -m dsmexp` checks it, so a bad
     override stops the script before anything trains or is written; jobs the sweeper would skip (DSM
     at sigma = 0) are left to it."""
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-        for job in jobs:
-            try:
-                validate(compose(config_name="config", overrides=[*common, *job], return_hydra_config=True))
-            except ConfigError as err:
-                if not err.sweep_skippable:
-                    return f"{' '.join(job)}: {err}"
-            except HydraException as err:
-                return f"{' '.join(job)}: " + " ".join(line.strip() for line in str(err).splitlines()
-                                                       if line.strip())
+    for job in jobs:
+        try:
+            validate(compose([*common, *job], hydra_config=True))
+        except ConfigError as err:
+            if not err.sweep_skippable:
+                return f"{' '.join(job)}: {err}"
+        except HydraException as err:
+            return f"{' '.join(job)}: " + " ".join(line.strip() for line in str(err).splitlines()
+                                                   if line.strip())
     return None
 
 
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES))
     parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib", "submitit_local"))
     parser.add_argument("--dims", default=csv(DIMS), help=f"comma-separated d (default {csv(DIMS)})")
-    parser.add_argument("--losses", default=csv(OBJECTIVES), help=f"subset of {csv(OBJECTIVES)}")
+    parser.add_argument("--losses", default=csv(STUDY_LOSSES), help=f"subset of {csv(STUDY_LOSSES)}")
     parser.add_argument("--pilot", action="store_true",
                         help="train DSM-S at several sigma and report which is best (no figures)")
     parser.add_argument("--retime", action="store_true", help="measure timing.json again if it exists")
@@ -91,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--dims={args.dims}: must be comma-separated integers >= 2")
     losses = args.losses.split(",")
-    unknown = sorted(set(losses) - set(OBJECTIVES))
+    unknown = sorted(set(losses) - set(STUDY_LOSSES))
     if unknown:
-        parser.error(f"--losses={args.losses}: {csv(unknown)} unknown; must be a subset of {csv(OBJECTIVES)}")
+        parser.error(f"--losses={args.losses}: {csv(unknown)} unknown; must be a subset of {csv(STUDY_LOSSES)}")
     if min(dims) < 2:
         parser.error(f"--dims={args.dims}: every d must be >= 2 (the half-moon lies in a 2-D plane of R^d)")
     profile = [f"+profile={PROFILES[args.profile]}", *launcher_overrides(args.launcher), *args.overrides]

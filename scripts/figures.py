@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dsmexp.report import build_report
+from dsmexp.studies.paper.report import build_report
 
 EXPERIMENTS = ("fig1", "fig2", "fig3")
 

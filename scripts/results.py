@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dsmexp.report import build_report
-from dsmexp.sweeps import load_runs
-from dsmexp.training import source_commit
+from dsmexp.records.sweeps import load_runs
+from dsmexp.studies.paper.report import build_report
+from dsmexp.train.trainer import source_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = {"paper": ("paper", 1), "quick": ("quick", 5)}  # name: (profile, seeds)

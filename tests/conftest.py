@@ -27,11 +27,10 @@ else:
     _OWN_CACHE = False
 os.environ["DSMEXP_KERNEL_CACHE"] = os.environ[_SESSION_CACHE_ENV]
 
-from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dsmexp import fused  # noqa: E402
-from dsmexp.cli import CONF_DIR  # noqa: E402
+from dsmexp.config import compose  # noqa: E402
+from dsmexp.core.objectives import fused  # noqa: E402
 
 SESSION_KERNEL_CACHE = Path(os.environ[_SESSION_CACHE_ENV])
 
@@ -40,8 +39,7 @@ TINY = ["steps=6", "noise_samples=4", "dataset.n_samples=64", "grid_size=8"]
 
 def make_cfg(*overrides: str) -> DictConfig:
     """The job config `python -m dsmexp <overrides>` would get."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose(overrides)
 
 
 def run_cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dsmexp import training
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
 
@@ -14,7 +14,7 @@ def sweep_job(sweep: Path, *overrides: str) -> Path:
     """Train TINY + overrides in sweep/<overrides>, with the .hydra files a Hydra job leaves; its dir."""
     cfg = make_cfg(*TINY, "kernel=torch", "eval_samples=200", *overrides)
     run_dir = sweep / ",".join(overrides)
-    assert training.run(cfg, run_dir) in ("completed", "diverged")
+    assert trainer.run(cfg, run_dir) in ("completed", "diverged")
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / ".hydra" / "overrides.yaml")

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dsmexp import artifacts, fused, training
+from dsmexp.core.objectives import fused
+from dsmexp.records import metrics_file
+from dsmexp.train import trainer
 from tests.conftest import make_cfg
 
 RECORD = Path(__file__).parent / "data" / "bitwise_runs.json"
@@ -52,8 +54,8 @@ def _cpu_flags() -> str:
 
 def _metrics(tmp_path: Path, name: str) -> dict[str, list[float]]:
     run_dir = tmp_path / name
-    assert training.run(make_cfg(*COMMON, *CASES[name]), run_dir) == "completed"
-    table = artifacts.read_metrics(run_dir / artifacts.METRICS_FILE)
+    assert trainer.run(make_cfg(*COMMON, *CASES[name]), run_dir) == "completed"
+    table = metrics_file.read_metrics(run_dir / metrics_file.METRICS_FILE)
     return {column: [float(v) for v in values] for column, values in table.items() if column != "time_s"}
 
 

@@ -6,11 +6,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsmexp import claims
-from dsmexp.claims import INCONCLUSIVE, MIXED, NOT_SUPPORTED, RULES, SUPPORTED, evaluate, summarise
-from dsmexp.report import build_report
-from dsmexp.runlock import RunLock
-from dsmexp.sweeps import Run, load_runs
+from dsmexp.records.runlock import RunLock
+from dsmexp.records.sweeps import Run, load_runs
+from dsmexp.studies.paper import claims
+from dsmexp.studies.paper.claims import (
+    INCONCLUSIVE,
+    MIXED,
+    NOT_SUPPORTED,
+    RULES,
+    SUPPORTED,
+    evaluate,
+    summarise,
+)
+from dsmexp.studies.paper.report import build_report
 from tests.sweep_jobs import stop_early, sweep_job
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from dsmexp.config import ConfigError, validate
+from dsmexp.config import validate
+from dsmexp.errors import ConfigError
 from tests.conftest import make_cfg
 
 
@@ -45,10 +46,10 @@ def test_keys_added_to_the_schema_are_known_without_a_list():
 
     from hydra.core.config_store import ConfigStore
 
-    from dsmexp import config
+    from dsmexp.config.root import Config
 
     @dataclass
-    class WithNewKey(config.Config):
+    class WithNewKey(Config):
         sigma_schedule: str = "constant"
 
     cs = ConfigStore.instance()

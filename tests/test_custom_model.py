@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from dsmexp import artifacts, training
-from dsmexp.config import ConfigError, validate
-from dsmexp.kernels import make_kernel
-from dsmexp.module_kernel import ModuleKernel
+from dsmexp.core.kernels.module import ModuleKernel
+from dsmexp.core.kernels.select import make_kernel
+from dsmexp.errors import ConfigError
+from dsmexp.records import metrics_file
+from dsmexp.train import trainer
+from dsmexp.train.preflight import preflight
 from tests.conftest import TINY, make_cfg, run_cli_in_process
 from tests.test_divergence import brute_force_divergence, brute_force_grads
 from tests.user_modules import ResidualMLP
@@ -25,7 +27,7 @@ def test_module_kernel_divergence_and_gradients_match_autograd(dim, monkeypatch)
     model = residual(dim)
     kernel = make_kernel(model)
     assert isinstance(kernel, ModuleKernel)
-    monkeypatch.setattr("dsmexp.module_kernel.TANGENT_VALUES", 3 * 50 * dim)  # groups of 3 basis vectors
+    monkeypatch.setattr("dsmexp.core.kernels.module.TANGENT_VALUES", 3 * 50 * dim)  # groups of 3 basis vectors
     z = 1.5 * torch.randn(50, dim, dtype=torch.float64)
     c = torch.randn(50, dim, dtype=torch.float64)
     fwd = kernel.forward(z.T.contiguous())
@@ -52,8 +54,8 @@ def test_a_user_module_trains_with_every_objective(tmp_path, loss, sigma):
     cfg = make_cfg(*TINY, "steps=20", "model=custom", f"model.target={TARGET}", "+model.kwargs.width=8",
                    f"loss={loss}", f"sigma={sigma}", "optimizer.lr=0.01", "eval_every=0")
     run_dir = tmp_path / "run"
-    assert training.run(cfg, run_dir) == "completed"
-    m = artifacts.read_metrics(run_dir / "metrics.csv")
+    assert trainer.run(cfg, run_dir) == "completed"
+    m = metrics_file.read_metrics(run_dir / "metrics.csv")
     assert np.all(np.isfinite(m["loss"])) and np.all(np.isfinite(m["fit_ism"]))
     assert m["loss"][-5:].mean() < m["loss"][:5].mean()  # it learns
     assert np.isfinite(m["esm_data"][-1])
@@ -72,7 +74,7 @@ def test_a_user_module_trains_with_every_objective(tmp_path, loss, sigma):
 ])
 def test_bad_custom_model_gets_one_line(target, message):
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg("model=custom", f"model.target={target}"))
+        preflight(make_cfg("model=custom", f"model.target={target}"))
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
@@ -94,6 +96,6 @@ def test_a_custom_model_that_cannot_train_in_chunks_is_refused(target, message, 
 
 def test_custom_model_needs_a_target_and_valid_kwargs():
     with pytest.raises(ConfigError, match=r"^model.target: missing"):
-        validate(make_cfg("model=custom"))
+        preflight(make_cfg("model=custom"))
     with pytest.raises(ConfigError, match=r"^model.target=tests.user_modules.ResidualMLP: building it with "):
-        validate(make_cfg("model=custom", f"model.target={TARGET}", "+model.kwargs.depth=3"))
+        preflight(make_cfg("model=custom", f"model.target={TARGET}", "+model.kwargs.depth=3"))

@@ -13,15 +13,12 @@ import pytest
 from scipy.stats import multivariate_normal
 from sklearn.datasets import make_moons
 
-from dsmexp import artifacts, training
-from dsmexp.config import ConfigError, validate
-from dsmexp.reference import (
-    curve_nodes,
-    load_dataset,
-    mixture_density,
-    reference_log_density,
-    reference_score,
-)
+from dsmexp.api import reference_log_density, reference_score
+from dsmexp.config import load_dataset, validate
+from dsmexp.core.densities import curve_nodes, mixture_density
+from dsmexp.errors import ConfigError
+from dsmexp.records import metrics_file
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
 MAIN_RUNS = Path(__file__).parent / "data" / "dim2_main.json"
@@ -86,8 +83,8 @@ def test_dim_2_runs_reproduce_the_numbers_from_before_embedding(case, tmp_path):
     """tests/data/dim2_main.json holds float64, one-thread runs made with the code before this change."""
     recorded = json.loads(MAIN_RUNS.read_text())
     cfg = make_cfg(*recorded["common"], *recorded["cases"][case]["overrides"])
-    training.run(cfg, tmp_path / "run", threads=1)
-    m = artifacts.read_metrics(tmp_path / "run" / "metrics.csv")
+    trainer.run(cfg, tmp_path / "run", threads=1)
+    m = metrics_file.read_metrics(tmp_path / "run" / "metrics.csv")
     for column, values in recorded["cases"][case]["metrics"].items():
         expected = np.array([math.nan if v is None else v for v in values])
         np.testing.assert_allclose(m[column], expected, rtol=1e-10, atol=1e-12, err_msg=column)
@@ -157,9 +154,9 @@ def test_bad_dataset_settings_fail_with_one_line(overrides, message):
 
 
 def test_embedded_run_trains_and_logs_relative_esm(tmp_path):
-    training.run(make_cfg(*TINY, "dataset.dim=16", "loss=ism", "sigma=0", "eval_every=5"), tmp_path / "run")
-    m = artifacts.read_metrics(tmp_path / "run" / "metrics.csv")
-    seeds = training.Seeds.from_seed(0)
+    trainer.run(make_cfg(*TINY, "dataset.dim=16", "loss=ism", "sigma=0", "eval_every=5"), tmp_path / "run")
+    m = metrics_file.read_metrics(tmp_path / "run" / "metrics.csv")
+    seeds = trainer.Seeds.from_seed(0)
     ds = load_dataset("half_moon", dim=16, seed=seeds.data)
     x = ds.sample(2000, seed=int(np.random.SeedSequence(seeds.eval).generate_state(2)[0]))
     power = (reference_score(ds, x, 0.0) ** 2).sum(1).mean()
@@ -171,10 +168,10 @@ def test_embedded_run_trains_and_logs_relative_esm(tmp_path):
 
 def test_runs_stored_before_dataset_dim_existed_stay_valid(tmp_path):
     cfg = make_cfg(*TINY, "loss=ism", "sigma=0")
-    training.run(cfg, tmp_path / "run")
+    trainer.run(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     del summary["config"]["dataset"]["dim"]  # what a run written before the key existed holds
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
-    training.check_existing_run(cfg, tmp_path / "run")  # the same run: no complaint
+    trainer.check_existing_run(cfg, tmp_path / "run")  # the same run: no complaint
     with pytest.raises(ConfigError, match="dataset differ"):
-        training.check_existing_run(make_cfg(*TINY, "loss=ism", "sigma=0", "dataset.dim=8"), tmp_path / "run")
+        trainer.check_existing_run(make_cfg(*TINY, "loss=ism", "sigma=0", "dataset.dim=8"), tmp_path / "run")

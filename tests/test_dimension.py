@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsmexp import artifacts
-from dsmexp.dimension import Verdict, load_study, study_run, values_per_step
-from dsmexp.dimension_timing import measure
-from dsmexp.sweeps import Run
+from dsmexp.records import metrics_file
+from dsmexp.records.sweeps import Run
+from dsmexp.studies.dimension.numbers import Verdict, load_study, study_run, values_per_step
+from dsmexp.studies.dimension.timing import measure
 from tests.conftest import make_cfg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def test_make_dimension_smoke_draws_figures_and_the_answer_table(tmp_path):
         # the winner's row, recomputed from metrics.csv on disk
         best = {}
         for loss, run in runs.items():
-            m = artifacts.read_metrics(run.run.run_dir / "metrics.csv")
+            m = metrics_file.read_metrics(run.run.run_dir / "metrics.csv")
             seen = np.isfinite(m["esm_data_rel"]) & (m["time_s"] <= verdict.budget * (1 + 1e-9))
             best[loss] = m["esm_data_rel"][seen].min() if seen.any() else math.nan
         assert verdict.best == pytest.approx(best, nan_ok=True)

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from dsmexp.chain_trace import ChainKernel
-from dsmexp.divergence import TangentKernel, TwoLayerKernel
-from dsmexp.kernels import make_kernel
-from dsmexp.models import ACTIVATIONS, ScoreMLP
+from dsmexp.core.kernels.chain import ChainKernel
+from dsmexp.core.kernels.select import make_kernel
+from dsmexp.core.kernels.tangent import TangentKernel
+from dsmexp.core.kernels.two_layer import TwoLayerKernel
+from dsmexp.core.networks import ACTIVATIONS, ScoreMLP
 
 
 def brute_force_divergence(model: ScoreMLP, z: torch.Tensor) -> torch.Tensor:
@@ -105,13 +106,13 @@ def test_activation_slope_and_curvature_match_autograd(name):
 @pytest.mark.parametrize("loss", ["ssm", "ssm_vr"])
 def test_hand_written_sliced_pass_matches_autograd(activation, loss):
     """The two-layer kernel's v^T J v and its reverse pass equal autograd through forward-mode tangents."""
-    from dsmexp.estimators import estimator_chunk
+    from dsmexp.core.objectives.registry import objective
 
     model = random_model(4, [9, 11], activation, seed=3)
     z = torch.randn(4, 150, dtype=torch.float64)
     v = torch.randn(3, 4, 150, dtype=torch.float64)
     fast, reference = TwoLayerKernel(model), ChainKernel(model)  # ChainKernel: the autograd path
-    got, want = estimator_chunk(fast, loss, z, v, 0.1), estimator_chunk(reference, loss, z, v, 0.1)
+    got, want = objective(loss).terms(fast, z, v, 0.1), objective(loss).terms(reference, z, v, 0.1)
     torch.testing.assert_close(got.fit, want.fit, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got.norm, want.norm, rtol=1e-12, atol=1e-12)
     for a, b in zip(got.grad, want.grad):

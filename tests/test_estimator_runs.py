@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsmexp import artifacts, training
-from dsmexp.config import ConfigError, validate
+from dsmexp.config import validate
+from dsmexp.errors import ConfigError
+from dsmexp.records import metrics_file
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg, run_cli
 
 EST_COLUMNS = ("norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est", "grad_cos_est")
@@ -16,8 +18,8 @@ EST_COLUMNS = ("norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est",
 def train(tmp_path, *overrides, name="run"):
     cfg = make_cfg(*TINY, *overrides)
     run_dir = tmp_path / name
-    assert training.run(cfg, run_dir) == "completed"
-    return artifacts.read_metrics(run_dir / "metrics.csv")
+    assert trainer.run(cfg, run_dir) == "completed"
+    return metrics_file.read_metrics(run_dir / "metrics.csv")
 
 
 @pytest.mark.parametrize("loss", ["ssm", "ssm_vr", "fd_ssm"])
@@ -51,7 +53,7 @@ def test_diagnostics_every_zero_computes_the_trained_objective_only(tmp_path, lo
                "dsm_s": ("loss", "norm", "fit_dsm", "loss_dsm_s", "loss_dsm", "const_dsm", "fit_dsm_se",
                          "grad_norm_dsm"),
                "ssm_vr": ("loss", *EST_COLUMNS[:-1])}[loss]
-    for name in artifacts.COLUMNS[1:-4]:  # every step-term column
+    for name in metrics_file.COLUMNS[1:-4]:  # every step-term column
         assert np.all(np.isfinite(lean[name])) == (name in trained), name
     # the trained objective follows the same trajectory: same noise, same projections, same gradient
     np.testing.assert_allclose(lean["loss"], full["loss"], rtol=1e-5)
@@ -108,7 +110,7 @@ def test_command_line_trains_each_estimator_and_a_custom_module(tmp_path):
     run_cli("-m", *TINY, "loss=ssm,ssm_vr,fd_ssm", "sigma=0", "hydra.sweep.dir=outputs/est", cwd=tmp_path)
     for loss in ("ssm", "ssm_vr", "fd_ssm"):
         (run_dir,) = (tmp_path / "outputs" / "est").glob(f"*,loss={loss},*")  # named by the overrides
-        m = artifacts.read_metrics(run_dir / "metrics.csv")
+        m = metrics_file.read_metrics(run_dir / "metrics.csv")
         np.testing.assert_array_equal(m["loss"], m["loss_est"])
     run_cli(*TINY, "model=custom", "model.target=tests.user_modules.ResidualMLP", "loss=ssm_vr",
             "hydra.run.dir=outputs/custom", cwd=tmp_path, env={"PYTHONPATH": str(root)})

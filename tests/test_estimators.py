@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 
-from dsmexp.estimators import draw_projections, estimator_chunk
-from dsmexp.kernels import make_kernel
-from dsmexp.models import ScoreMLP
-from dsmexp.objectives import METRICS, step_terms
+from dsmexp.core.kernels.select import make_kernel
+from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.objectives.estimators import draw_projections
+from dsmexp.core.objectives.registry import objective
+from dsmexp.core.objectives.step import step_terms
+from dsmexp.core.objectives.terms import METRICS
 
 
 def metric(terms, name: str) -> float:
@@ -54,7 +56,7 @@ def test_fitting_term_is_unbiased_for_the_exact_trace(loss, kind):
     kernel = make_kernel(model)
     z = 1.5 * torch.randn(dim, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     div = kernel.forward(z).div.detach()
-    part = estimator_chunk(kernel, loss, z, projections(kind, k, dim, n, seed=2), fd_eps=1e-3)
+    part = objective(loss).terms(kernel, z, projections(kind, k, dim, n, seed=2), fd_eps=1e-3)
     diff = (part.fit - div).reshape(-1)
     se = diff.std() / math.sqrt(diff.numel())
     assert se < 0.02 * div.abs().mean()  # the test resolves a 2% error in the trace

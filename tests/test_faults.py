@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsmexp import artifacts, training
 from dsmexp.cli import check_single_run
-from dsmexp.runlock import RunLock
+from dsmexp.records import artifacts, metrics_file
+from dsmexp.records.runlock import RunLock
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg, run_cli
 
 pytestmark = pytest.mark.slow
@@ -35,10 +36,10 @@ def _killed_run(cfg, run_dir: str, point: tuple) -> None:
     ("end", what) inside the end-of-run window (score field or summary being written)."""
     kind = point[0]
     if kind == "step":
-        step = training.Trainer._step
-        training.Trainer._step = lambda self, i: _kill_self() if i == point[1] else step(self, i)
+        step = trainer.Trainer._step
+        trainer.Trainer._step = lambda self, i: _kill_self() if i == point[1] else step(self, i)
     elif kind == "row":
-        write = artifacts.MetricsWriter.write
+        write = metrics_file.MetricsWriter.write
 
         def cut(self, rows):
             rows = list(rows)
@@ -49,11 +50,11 @@ def _killed_run(cfg, run_dir: str, point: tuple) -> None:
                     self._file.flush()
                     _kill_self()
             write(self, rows)
-        artifacts.MetricsWriter.write = cut
+        metrics_file.MetricsWriter.write = cut
     elif kind in ("rename", "end"):
         name, n = (point[1], point[2]) if kind == "rename" else (point[1], 1)
         if kind == "end" and name == artifacts.FIELD_FILE:
-            training.Trainer._save_score_field = lambda self: _kill_self()
+            trainer.Trainer._save_score_field = lambda self: _kill_self()
         else:
             replace, seen = os.replace, []
 
@@ -64,7 +65,7 @@ def _killed_run(cfg, run_dir: str, point: tuple) -> None:
                         _kill_self()
                 replace(src, dst)
             os.replace = killing_replace
-    training.run(cfg, Path(run_dir), threads=1)
+    trainer.run(cfg, Path(run_dir), threads=1)
     raise AssertionError(f"the run was not killed at {point}")
 
 
@@ -80,8 +81,8 @@ def kill_points() -> list[tuple]:
 def test_twenty_kills_each_resume_to_the_metrics_of_an_uninterrupted_run(tmp_path):
     cfg = make_cfg(*FAULT_RUN)
     reference = tmp_path / "uninterrupted"
-    assert training.run(cfg, reference, threads=1) == "completed"
-    want = artifacts.read_metrics(reference / "metrics.csv")
+    assert trainer.run(cfg, reference, threads=1) == "completed"
+    want = metrics_file.read_metrics(reference / "metrics.csv")
     points = kill_points()
     assert len(points) == 20
     ctx = multiprocessing.get_context("fork")  # a copy of this process, torch loaded: 0.3 s per kill
@@ -94,10 +95,10 @@ def test_twenty_kills_each_resume_to_the_metrics_of_an_uninterrupted_run(tmp_pat
             child.kill()
         assert child.exitcode == -signal.SIGKILL, (point, child.exitcode)
         assert not (run_dir / "summary.json").exists() or point == ("rename", "summary.json", 1)
-        assert training.run(cfg, run_dir, threads=1) == "completed", point
-        got = artifacts.read_metrics(run_dir / "metrics.csv")
+        assert trainer.run(cfg, run_dir, threads=1) == "completed", point
+        got = metrics_file.read_metrics(run_dir / "metrics.csv")
         assert got["step"].tolist() == list(range(24)), point
-        for column in artifacts.COLUMNS[:-1]:  # all but time_s
+        for column in metrics_file.COLUMNS[:-1]:  # all but time_s
             np.testing.assert_array_equal(got[column], want[column], err_msg=f"{column} after {point}")
         summary = artifacts.read_summary(run_dir)
         assert summary["status"] == "completed" and summary["steps_done"] == 24, point
@@ -112,7 +113,7 @@ def test_the_same_command_twice_at_once_gives_one_clean_metrics_csv(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     results = [(p.wait(300), p.stderr.read()) for p in procs]
     run_dir = tmp_path / "outputs" / "twice"
-    metrics = artifacts.read_metrics(run_dir / "metrics.csv")
+    metrics = metrics_file.read_metrics(run_dir / "metrics.csv")
     assert metrics["step"].tolist() == list(range(300))
     assert artifacts.read_summary(run_dir)["status"] == "completed"
     assert sorted(rc for rc, _ in results) in ([0, 0], [0, 1])
@@ -175,8 +176,8 @@ def test_a_full_disk_gives_one_line_leaves_no_temporary_file_and_the_rerun_resum
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     summary = artifacts.read_summary(run_dir)
     assert summary["status"] == "failed" and "File too large" in summary["error"]
-    assert training.run(make_cfg(*TINY), run_dir) == "completed"
-    assert artifacts.read_metrics(run_dir / "metrics.csv")["step"].tolist() == list(range(6))
+    assert trainer.run(make_cfg(*TINY), run_dir) == "completed"
+    assert metrics_file.read_metrics(run_dir / "metrics.csv")["step"].tolist() == list(range(6))
 
 
 def _unprivileged() -> list[str]:
@@ -191,7 +192,7 @@ def _unprivileged() -> list[str]:
 
 def test_read_only_directories_and_a_file_as_parent_give_one_line(tmp_path, capsys, workdir):
     run_dir = tmp_path / "outputs" / "ro" / "run"
-    assert training.run(make_cfg(*TINY), run_dir) == "completed"
+    assert trainer.run(make_cfg(*TINY), run_dir) == "completed"
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
     cmd = [*_unprivileged(), sys.executable, "-m", "dsmexp", *TINY]
     env = os.environ | {"HYDRA_FULL_ERROR": "0"}

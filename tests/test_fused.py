@@ -18,10 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsmexp import artifacts, fused, runlock, sweeps, training
-from dsmexp.kernels import make_kernel
-from dsmexp.models import ScoreMLP
-from dsmexp.objectives import METRICS, step_terms
+from dsmexp import safe_io
+from dsmexp.core.kernels.select import make_kernel
+from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.objectives import fused
+from dsmexp.core.objectives.step import step_terms
+from dsmexp.core.objectives.terms import METRICS
+from dsmexp.errors import ConfigError
+from dsmexp.records import artifacts, metrics_file, tables
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg, run_cli
 
 try:
@@ -113,8 +118,8 @@ def _train(tmp_path: Path, kernel: str, *overrides: str) -> dict:
     cfg = make_cfg("steps=200", "noise_samples=7", "dataset.n_samples=101", "eval_every=0",
                    "eval_samples=200", "grid_size=8", f"kernel={kernel}", *overrides)
     run_dir = tmp_path / kernel
-    assert training.run(cfg, run_dir) == "completed"
-    return artifacts.read_metrics(run_dir / artifacts.METRICS_FILE) | {
+    assert trainer.run(cfg, run_dir) == "completed"
+    return metrics_file.read_metrics(run_dir / metrics_file.METRICS_FILE) | {
         "summary": artifacts.read_summary(run_dir)}
 
 
@@ -141,7 +146,7 @@ def test_forced_build_failure_falls_back_to_torch_and_says_why(tmp_path):
     lines = [line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if "kernel:" in line]
     assert len(lines) == 1 and "kernel: torch" in lines[0] and "no-such-compiler not found" in lines[0]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["kernel"] == "torch"
-    with sweeps.write_runs_table(tmp_path).open() as f:
+    with tables.write_runs_table(tmp_path).open() as f:
         assert [row["kernel"] for row in csv.DictReader(f)] == ["torch"]  # runs.csv records it too
     refused = run_cli(*TINY, "kernel=fused", f"hydra.run.dir={tmp_path / 'refused'}", cwd=tmp_path, env=env,
                       check=False)
@@ -154,23 +159,23 @@ def test_settings_outside_the_kernel_use_torch_or_are_refused():
     assert fused.choose(make_cfg("model.hidden=[8]"))[0] == "torch"
     assert fused.choose(make_cfg("model.activation=softplus"))[0] == "torch"
     assert fused.choose(make_cfg("kernel=torch")) == ("torch", "kernel=torch")
-    with pytest.raises(fused.ConfigError, match=r"^kernel=fused: model.hidden=\[8, 8, 8\]"):
+    with pytest.raises(ConfigError, match=r"^kernel=fused: model.hidden=\[8, 8, 8\]"):
         fused.check_config(make_cfg("kernel=fused", "model.hidden=[8,8,8]"))
     custom = make_cfg("kernel=fused", "model=custom", "model.target=tests.user_modules.ResidualMLP")
-    with pytest.raises(fused.ConfigError, match=r"^kernel=fused: model=custom: the fused kernel covers"):
+    with pytest.raises(ConfigError, match=r"^kernel=fused: model=custom: the fused kernel covers"):
         fused.check_config(custom)
     # kernel=auto keeps the torch path where its matrix products are faster (wide middle layers)
     assert fused.choose(make_cfg("model.hidden=[128,128]"))[0] == "torch"
     assert fused.not_applicable(make_cfg("kernel=fused", "model.hidden=[128,128]")) is None
-    with pytest.raises(fused.ConfigError, match="kernel=gpu: must be one of auto, fused, torch"):
+    with pytest.raises(ConfigError, match="kernel=gpu: must be one of auto, fused, torch"):
         fused.check_config(make_cfg("kernel=gpu"))
 
 
 BUILD_SCRIPT = """
 import logging, sys, torch
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-from dsmexp import fused
-from dsmexp.models import ScoreMLP
+from dsmexp.core.objectives import fused
+from dsmexp.core.networks import ScoreMLP
 torch.manual_seed(0)
 model = ScoreMLP(2, [16, 32], "tanh")
 x, eps = torch.randn(50, 2), torch.randn(2, 3, 50).permute(1, 2, 0)
@@ -198,7 +203,7 @@ def test_two_processes_building_into_one_cache_at_once(tmp_path):
     assert len(built) == 1 and not list((tmp_path / "cache").glob("*.tmp"))
     # another install of the package (a second checkout, a wheel) loads that build as it is: the library
     # depends on the source, the compiler and the CPU only, not on where dsmexp or torch are installed
-    shutil.copytree(Path(fused.__file__).parent, tmp_path / "elsewhere" / "dsmexp",
+    shutil.copytree(Path(fused.__file__).parents[2], tmp_path / "elsewhere" / "dsmexp",
                     ignore=shutil.ignore_patterns("__pycache__", "conf"))
     before = built[0].stat().st_mtime_ns
     other = subprocess.run([sys.executable, "-c", BUILD_SCRIPT], text=True, capture_output=True, timeout=600,
@@ -251,7 +256,7 @@ def test_a_wait_for_another_builder_is_reported_and_bounded(tmp_path, monkeypatc
         "print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr(runlock, "NOTICE_AFTER_S", 0.3)
+        monkeypatch.setattr(safe_io, "NOTICE_AFTER_S", 0.3)
         monkeypatch.setattr(fused, "LOCK_WAIT_S", 1.5)
         monkeypatch.setattr(fused, "_loaded", None)
         monkeypatch.setattr(logging.getLogger(), "handlers", [])  # notices go to stderr
@@ -273,10 +278,10 @@ def test_a_kernel_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch):
     not_a_dir.write_text("a file\n")
     monkeypatch.setenv(fused.CACHE_ENV, str(not_a_dir))
     for kernel in ("auto", "fused"):
-        with pytest.raises(fused.ConfigError, match=rf"^DSMEXP_KERNEL_CACHE={not_a_dir}: is not a directory"):
+        with pytest.raises(ConfigError, match=rf"^DSMEXP_KERNEL_CACHE={not_a_dir}: is not a directory"):
             fused.check_config(make_cfg(f"kernel={kernel}"))
     fused.check_config(make_cfg("kernel=torch"))  # never needs the cache
     monkeypatch.setenv(fused.CACHE_ENV, str(not_a_dir / "sub"))
-    with pytest.raises(fused.ConfigError, match="lies under .*cache, which is not a directory"):
+    with pytest.raises(ConfigError, match="lies under .*cache, which is not a directory"):
         fused.check_config(make_cfg("kernel=auto"))
     assert not_a_dir.read_text() == "a file\n"

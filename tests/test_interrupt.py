@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dsmexp import artifacts, training
+from dsmexp.records import artifacts, metrics_file
+from dsmexp.train import trainer
 from tests.conftest import make_cfg, run_cli_in_process
 
 RUN = ["kernel=torch", "steps=100000", "dataset.n_samples=64", "noise_samples=4", "checkpoint_every=5",
@@ -35,7 +36,7 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tmp_path, monkeypatc
     env = os.environ | {"HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "dsmexp", *RUN, "hydra.run.dir=run"], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    metrics = run_dir / artifacts.METRICS_FILE
+    metrics = run_dir / metrics_file.METRICS_FILE
     try:
         deadline = time.monotonic() + 120
         while not (metrics.exists() and metrics.read_text().count("\n") > 8):
@@ -56,13 +57,13 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tmp_path, monkeypatc
     before = _rows(metrics)
 
     # the same command again (in this process), interrupted 6 steps after it resumed
-    step = training.Trainer._step
+    step = trainer.Trainer._step
 
     def ctrl_c_later(self, i):
         if i == done + 5:
             os.kill(os.getpid(), signal.SIGINT)
         return step(self, i)
-    monkeypatch.setattr(training.Trainer, "_step", ctrl_c_later)
+    monkeypatch.setattr(trainer.Trainer, "_step", ctrl_c_later)
     code, stderr = run_cli_in_process(*RUN, "hydra.run.dir=run", cwd=tmp_path, monkeypatch=monkeypatch)
     assert code == 130
     assert _last_line(stderr) == f"dsmexp: interrupted at step {done + 6}; the same command resumes"
@@ -73,8 +74,8 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tmp_path, monkeypatc
     assert after[:done] == before and [int(r[0]) for r in after] == list(range(done + 6))
 
     # an uninterrupted run logs the same numbers (time_s aside) at every step
-    monkeypatch.setattr(training.Trainer, "_step", step)
+    monkeypatch.setattr(trainer.Trainer, "_step", step)
     cfg = make_cfg(*[a for a in RUN if not a.startswith("steps=")], f"steps={done + 8}")
-    training.run(cfg, tmp_path / "reference", threads=1)
-    reference = _rows(tmp_path / "reference" / artifacts.METRICS_FILE)[:done + 6]
+    trainer.run(cfg, tmp_path / "reference", threads=1)
+    reference = _rows(tmp_path / "reference" / metrics_file.METRICS_FILE)[:done + 6]
     assert [r[:-1] for r in after] == [r[:-1] for r in reference]

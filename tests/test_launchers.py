@@ -3,16 +3,15 @@
 import os
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from dsmexp.cli import CONF_DIR, job_threads
+from dsmexp.cli import job_threads
+from dsmexp.config import compose
 
 
 def compose_job(*overrides: str):
     """The job config with its hydra node, as a launcher hands it to the job."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    return compose(overrides, hydra_config=True)
 
 
 def test_the_cpu_slurm_preset_asks_for_no_gpu_and_keeps_the_requeues():

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from dsmexp import runlock
+from dsmexp import errors, safe_io
+from dsmexp.records import runlock
 
 HOLD = ("import fcntl, os, sys, time\n"
         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
@@ -32,18 +33,18 @@ def held(tmp_path):
 
 
 def test_a_wait_for_a_held_lock_is_reported_then_given_up_in_one_line(tmp_path, held, monkeypatch, capsys):
-    monkeypatch.setattr(runlock, "NOTICE_AFTER_S", 0.2)
+    monkeypatch.setattr(safe_io, "NOTICE_AFTER_S", 0.2)
     monkeypatch.setattr(logging.getLogger(), "handlers", [])  # notices go to stderr
     start = time.monotonic()
-    with pytest.raises(runlock.LockTimeout, match=rf"^gave up after 1 s waiting for process {held.pid}, "
+    with pytest.raises(errors.LockTimeout, match=rf"^gave up after 1 s waiting for process {held.pid}, "
                        "which is updating the plan"):
         runlock.RunLock(tmp_path, wait=True, doing="is updating the plan", limit_s=1.0).acquire()
     assert time.monotonic() - start < 5
     assert f"dsmexp: waiting for process {held.pid}, which is updating the plan" in capsys.readouterr().err
-    with pytest.raises(runlock.LockTimeout, match=f"waiting for process {held.pid}, which is creating"):
-        with runlock.exclusive(tmp_path / runlock.LOCK_FILE, "is creating an experiment", limit_s=0.5):
+    with pytest.raises(errors.LockTimeout, match=f"waiting for process {held.pid}, which is creating"):
+        with safe_io.exclusive(tmp_path / runlock.LOCK_FILE, "is creating an experiment", limit_s=0.5):
             pass
-    with pytest.raises(runlock.RunBusy, match=f"in use by process {held.pid}"):  # a run never waits
+    with pytest.raises(errors.RunBusy, match=f"in use by process {held.pid}"):  # a run never waits
         runlock.RunLock(tmp_path).acquire()
 
 

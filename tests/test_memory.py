@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from dsmexp import memory
-from dsmexp.config import validate
+from dsmexp.train import memory
+from dsmexp.train.preflight import preflight
 from tests.conftest import make_cfg, run_cli_in_process
 
 GIB = 1 << 30
@@ -51,10 +51,10 @@ def test_the_estimate_grows_with_what_the_run_holds():
 def test_default_and_paper_runs_pass_without_a_warning(caplog):
     """The real machine's memory: an ordinary run is far below half of it."""
     assert memory.available_memory()[0] > 0
-    with caplog.at_level(logging.WARNING, logger="dsmexp.memory"):
-        validate(make_cfg())
-        validate(make_cfg("experiment=paper"))
-        validate(make_cfg("experiment=dimension_dsm_s", "+profile=paper", "dataset.dim=512"))
+    with caplog.at_level(logging.WARNING, logger="dsmexp.train.memory"):
+        preflight(make_cfg())
+        preflight(make_cfg("experiment=paper"))
+        preflight(make_cfg("experiment=dimension_dsm_s", "+profile=paper", "dataset.dim=512"))
     assert caplog.records == []
 
 
@@ -63,8 +63,8 @@ def test_a_run_near_the_limit_is_warned_about_once(monkeypatch, caplog):
     need = sum(g.nbytes for g in memory.estimate(cfg))
     monkeypatch.setattr(memory, "available_memory", lambda: (int(1.5 * need), "MemAvailable"))
     monkeypatch.setattr(memory, "_warned", set())
-    with caplog.at_level(logging.WARNING, logger="dsmexp.memory"):
-        validate(cfg)
-        validate(cfg)
+    with caplog.at_level(logging.WARNING, logger="dsmexp.train.memory"):
+        preflight(cfg)
+        preflight(cfg)
     assert len(caplog.records) == 1
     assert caplog.records[0].getMessage().startswith("noise_samples=100000: the run needs about ")

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from dsmexp.data import HalfMoon
-from dsmexp.kernels import make_kernel
-from dsmexp.models import ScoreMLP
-from dsmexp.objectives import METRICS, Moments, step_terms
+from dsmexp.core.datasets import HalfMoon
+from dsmexp.core.kernels.select import make_kernel
+from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.objectives.step import step_terms
+from dsmexp.core.objectives.terms import METRICS, Moments
 
 
 def metric(terms, name: str) -> float:

@@ -10,18 +10,17 @@ from scipy.integrate import quad
 from scipy.stats import multivariate_normal
 
 import dsmexp
-from dsmexp import artifacts, training
-from dsmexp.data import Gaussian
-from dsmexp.kernels import make_kernel
-from dsmexp.models import ScoreMLP
-from dsmexp.objectives import METRICS, step_terms
-from dsmexp.reference import (
-    ReferenceUnavailable,
-    empirical_score,
-    load_dataset,
-    reference_log_density,
-    reference_score,
-)
+from dsmexp.api import reference_log_density, reference_score
+from dsmexp.config import load_dataset
+from dsmexp.core.datasets import Gaussian
+from dsmexp.core.densities import ReferenceUnavailable
+from dsmexp.core.kernels.select import make_kernel
+from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.objectives.step import step_terms
+from dsmexp.core.objectives.terms import METRICS
+from dsmexp.core.reference import empirical_score
+from dsmexp.records import artifacts, metrics_file
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
 POINTS = {"half_moon": [[0.0, 0.0], [1.0, 0.0], [0.5, 0.25], [2.5, 1.5], [1.0, -0.55], [3.0, -2.0]],
@@ -177,8 +176,8 @@ def test_ism_on_gaussian_data_drives_esm_to_zero(tmp_path):
                    "dataset.n_samples=10000", "model.hidden=[]", "loss=ism", "sigma=0.1", "steps=1500",
                    "noise_samples=1", "optimizer.lr=1e-2", "optimizer.weight_decay=0", "eval_every=250",
                    "eval_samples=4000")
-    training.run(cfg, tmp_path / "run")
-    m = artifacts.read_metrics(tmp_path / "run" / "metrics.csv")
+    trainer.run(cfg, tmp_path / "run")
+    m = metrics_file.read_metrics(tmp_path / "run" / "metrics.csv")
     esm = m["esm"][np.isfinite(m["esm"])]
     assert esm[0] > 1.0
     assert esm[-1] < 2e-3
@@ -186,8 +185,8 @@ def test_ism_on_gaussian_data_drives_esm_to_zero(tmp_path):
 
 def test_run_logs_esm_every_eval_every_steps(tmp_path):
     cfg = make_cfg(*TINY, "steps=9", "eval_every=4", "loss=ism", "sigma=0.02")
-    training.run(cfg, tmp_path / "run")
-    m = artifacts.read_metrics(tmp_path / "run" / "metrics.csv")
+    trainer.run(cfg, tmp_path / "run")
+    m = metrics_file.read_metrics(tmp_path / "run" / "metrics.csv")
     evaluated = [int(s) for s in m["step"] if np.isfinite(m["esm"][s])]
     assert evaluated == [0, 4, 8]
     for name in ("esm", "esm_data", "esm_emp"):
@@ -197,15 +196,15 @@ def test_run_logs_esm_every_eval_every_steps(tmp_path):
 
 
 def test_clean_data_run_has_esm_equal_esm_data_and_no_empirical_reference(tmp_path):
-    training.run(make_cfg(*TINY, "loss=ism", "sigma=0"), tmp_path / "run")
-    m = artifacts.read_metrics(tmp_path / "run" / "metrics.csv")
+    trainer.run(make_cfg(*TINY, "loss=ism", "sigma=0"), tmp_path / "run")
+    m = metrics_file.read_metrics(tmp_path / "run" / "metrics.csv")
     assert m["esm"][0] == pytest.approx(m["esm_data"][0], rel=1e-12)
     assert np.isnan(m["esm_emp"]).all()
 
 
 def test_score_field_carries_the_reference_on_the_same_grid(tmp_path):
     cfg = make_cfg(*TINY, "grid_size=7", "sigma=0.03")
-    training.run(cfg, tmp_path / "run")
+    trainer.run(cfg, tmp_path / "run")
     field = np.load(tmp_path / "run" / "score_field.npz")
     i, j = 1, 5
     point = np.array([[field["grid_x"][j], field["grid_y"][i]]])

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsmexp import figures, training
-from dsmexp.claims import INCONCLUSIVE, MIXED, NOT_SUPPORTED, RULES, SUPPORTED
-from dsmexp.report import build_report
-from dsmexp.report import main as report_main
-from dsmexp.sweeps import load_runs
+from dsmexp.records.sweeps import load_runs
+from dsmexp.studies.paper import figures
+from dsmexp.studies.paper.claims import INCONCLUSIVE, MIXED, NOT_SUPPORTED, RULES, SUPPORTED
+from dsmexp.studies.paper.report import build_report
+from dsmexp.studies.paper.report import main as report_main
+from dsmexp.train import trainer
 from tests.conftest import TINY, run_cli
 from tests.sweep_jobs import sweep_job
 
@@ -87,8 +88,8 @@ def test_figures_come_from_saved_files_only_and_rebuild_byte_for_byte(smoke_figu
 
     def no_training(*args, **kwargs):
         raise AssertionError("the report must not train")
-    monkeypatch.setattr(training, "run", no_training)
-    monkeypatch.setattr(training.Trainer, "fit", no_training)
+    monkeypatch.setattr(trainer, "run", no_training)
+    monkeypatch.setattr(trainer.Trainer, "fit", no_training)
     drawn = smoke_figures / "outputs" / "figures" / "smoke"  # by `make figures`, right after training
     build_report(sweep, tmp_path)
     for name in [*FIGURES, "report.md"]:

@@ -4,10 +4,10 @@ names one directory there, and profile_name (part of the presets' sweep director
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from torch import nn
 
-from dsmexp.config import CONF_DIR, run_dirname
+from dsmexp.config import compose
+from dsmexp.config.run_dirs import run_dirname
 from tests.conftest import TINY, run_cli_in_process
 
 ESCAPE = "../../../../escaped"
@@ -71,9 +71,8 @@ def test_run_dirname_is_one_path_component(overrides, expected):
 
 def test_hydra_run_and_sweep_dirs_from_a_value_with_slashes_stay_under_outputs():
     overrides = ["model=custom", f"model.target={__name__}.Noted", f"+model.kwargs.note={ESCAPE}"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-        run_dir = Path(cfg.hydra.run.dir)
+    cfg = compose(overrides, hydra_config=True)
+    run_dir = Path(cfg.hydra.run.dir)
     assert run_dir.parent == Path("outputs/runs") and ".." not in run_dir.parts
     assert "note=..%2F..%2F" in run_dir.name
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from dsmexp import artifacts, training
-from dsmexp.artifacts import RunFileError
+from dsmexp.errors import RunFileError
+from dsmexp.records import artifacts, metrics_file
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
 RESUMABLE = [*TINY, "steps=12", "checkpoint_every=5", "eval_every=3", "eval_samples=100"]
@@ -27,13 +28,13 @@ def stop(*args):
 
 
 def stop_at_step(monkeypatch, k):
-    step = training.Trainer._step
+    step = trainer.Trainer._step
 
     def stopping(self, i):
         if i == k:
             raise KeyboardInterrupt  # like SIGINT: no summary is written
         return step(self, i)
-    monkeypatch.setattr(training.Trainer, "_step", stopping)
+    monkeypatch.setattr(trainer.Trainer, "_step", stopping)
 
 
 def interrupted(tmp_path, monkeypatch, k, *overrides, name="run"):
@@ -42,7 +43,7 @@ def interrupted(tmp_path, monkeypatch, k, *overrides, name="run"):
     with monkeypatch.context() as m:
         stop_at_step(m, k)
         with pytest.raises(KeyboardInterrupt):
-            training.run(make_cfg(*RESUMABLE, *overrides), run_dir, threads=1)
+            trainer.run(make_cfg(*RESUMABLE, *overrides), run_dir, threads=1)
     assert not (run_dir / "summary.json").exists()
     return run_dir
 
@@ -50,14 +51,14 @@ def interrupted(tmp_path, monkeypatch, k, *overrides, name="run"):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    assert training.run(make_cfg(*RESUMABLE), run_dir, threads=1) == "completed"
-    return artifacts.read_metrics(run_dir / "metrics.csv")
+    assert trainer.run(make_cfg(*RESUMABLE), run_dir, threads=1) == "completed"
+    return metrics_file.read_metrics(run_dir / "metrics.csv")
 
 
 def assert_same_metrics(run_dir, reference):
-    got = artifacts.read_metrics(run_dir / "metrics.csv")
+    got = metrics_file.read_metrics(run_dir / "metrics.csv")
     assert got["step"].tolist() == reference["step"].tolist()
-    for column in artifacts.COLUMNS[:-1]:  # all but time_s
+    for column in metrics_file.COLUMNS[:-1]:  # all but time_s
         np.testing.assert_array_equal(got[column], reference[column], err_msg=column)
 
 
@@ -68,7 +69,7 @@ def test_foreign_metrics_csv_is_refused_and_left_untouched(tmp_path):
     (run_dir / "metrics.csv").write_text(foreign)
     for overwrite in ("false", "true"):
         with pytest.raises(RunFileError, match=r"metrics.csv: not a file dsmexp wrote .*'epoch,train_loss"):
-            training.run(make_cfg(*TINY, f"overwrite={overwrite}"), run_dir)
+            trainer.run(make_cfg(*TINY, f"overwrite={overwrite}"), run_dir)
     assert (run_dir / "metrics.csv").read_text() == foreign
     assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.csv"]
 
@@ -78,35 +79,35 @@ def test_foreign_summary_and_checkpoint_are_refused(tmp_path):
     run_dir.mkdir()
     (run_dir / "summary.json").write_text('{"accuracy": 0.9}')
     with pytest.raises(RunFileError, match="summary.json: not a file dsmexp wrote"):
-        training.check_existing_run(make_cfg(*TINY, "overwrite=true"), run_dir)
+        trainer.check_existing_run(make_cfg(*TINY, "overwrite=true"), run_dir)
     (run_dir / "summary.json").unlink()
     torch.save({"state_dict": {"w": torch.ones(2)}}, run_dir / "checkpoint.pt")
     with pytest.raises(RunFileError, match="checkpoint.pt: not a file dsmexp wrote"):
-        training.run(make_cfg(*TINY), run_dir)
+        trainer.run(make_cfg(*TINY), run_dir)
 
 
 def test_older_metrics_headers_are_recognised_from_the_columns():
-    assert artifacts.is_metrics_header(artifacts.COLUMNS)
-    older = [c for c in artifacts.COLUMNS if c not in ("esm_emp", "grad_cos")]
-    assert artifacts.is_metrics_header(older)
-    assert not artifacts.is_metrics_header(["step", "loss", "epoch", "time_s"])
-    assert not artifacts.is_metrics_header(["loss", "step", "time_s"])  # out of order
-    assert not artifacts.is_metrics_header(["step", "loss"])
+    assert metrics_file.is_metrics_header(metrics_file.COLUMNS)
+    older = [c for c in metrics_file.COLUMNS if c not in ("esm_emp", "grad_cos")]
+    assert metrics_file.is_metrics_header(older)
+    assert not metrics_file.is_metrics_header(["step", "loss", "epoch", "time_s"])
+    assert not metrics_file.is_metrics_header(["loss", "step", "time_s"])  # out of order
+    assert not metrics_file.is_metrics_header(["step", "loss"])
 
 
 def test_a_run_stopped_in_the_end_of_run_window_finishes_without_training(tmp_path, monkeypatch, reference):
     run_dir = tmp_path / "run"
     with monkeypatch.context() as m:  # stopped after the final checkpoint, before score field and summary
-        m.setattr(training.Trainer, "_save_score_field", stop)
+        m.setattr(trainer.Trainer, "_save_score_field", stop)
         with pytest.raises(KeyboardInterrupt):
-            training.run(make_cfg(*RESUMABLE), run_dir, threads=1)
+            trainer.run(make_cfg(*RESUMABLE), run_dir, threads=1)
     assert artifacts.load_checkpoint(run_dir / "checkpoint.pt")["steps_done"] == 12
     assert not (run_dir / "summary.json").exists()
     steps = []
-    step = training.Trainer._step
-    monkeypatch.setattr(training.Trainer, "_step", lambda self, i: steps.append(i) or step(self, i))
+    step = trainer.Trainer._step
+    monkeypatch.setattr(trainer.Trainer, "_step", lambda self, i: steps.append(i) or step(self, i))
     # grid_size shapes only the score field: another value finishes the same run
-    assert training.run(make_cfg(*RESUMABLE, "grid_size=5"), run_dir, threads=1) == "completed"
+    assert trainer.run(make_cfg(*RESUMABLE, "grid_size=5"), run_dir, threads=1) == "completed"
     assert steps == []
     summary = artifacts.read_summary(run_dir)
     assert summary["steps_done"] == 12 and summary["final"]["loss"] == reference["loss"][-1]
@@ -119,8 +120,8 @@ def test_a_short_metrics_csv_makes_the_resume_start_over_not_report_a_gap(tmp_pa
     run_dir = interrupted(tmp_path, monkeypatch, 8)
     lines = (run_dir / "metrics.csv").read_text().splitlines(keepends=True)
     (run_dir / "metrics.csv").write_text("".join(lines[:3] + lines[5:]))  # steps 2 and 3 lost
-    with caplog.at_level(logging.WARNING, logger="dsmexp.training"):
-        assert training.run(make_cfg(*RESUMABLE), run_dir, threads=1) == "completed"
+    with caplog.at_level(logging.WARNING, logger="dsmexp.train.trainer"):
+        assert trainer.run(make_cfg(*RESUMABLE), run_dir, threads=1) == "completed"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "does not hold exactly steps 0..4: steps 2..3 (2 rows) are missing; training again from step 0" \
@@ -131,8 +132,8 @@ def test_a_short_metrics_csv_makes_the_resume_start_over_not_report_a_gap(tmp_pa
 def test_a_deleted_metrics_csv_makes_the_resume_start_over(tmp_path, monkeypatch, reference, caplog):
     run_dir = interrupted(tmp_path, monkeypatch, 8)
     (run_dir / "metrics.csv").unlink()
-    with caplog.at_level(logging.WARNING, logger="dsmexp.training"):
-        assert training.run(make_cfg(*RESUMABLE), run_dir, threads=1) == "completed"
+    with caplog.at_level(logging.WARNING, logger="dsmexp.train.trainer"):
+        assert trainer.run(make_cfg(*RESUMABLE), run_dir, threads=1) == "completed"
     assert "metrics.csv is missing; training again from step 0" in caplog.text
     assert_same_metrics(run_dir, reference)
 
@@ -143,19 +144,19 @@ def test_rows_cut_short_or_with_the_wrong_field_count_are_dropped_on_resume(tmp_
     lines = text.splitlines(keepends=True)
     # a short line among the rows, and `1` left of the next row `11,...` by a kill inside the step field
     (run_dir / "metrics.csv").write_text("".join(lines[:7] + ["7,0.5\r\n"] + lines[7:]) + "1")
-    assert training.run(make_cfg(*RESUMABLE), run_dir, threads=1) == "completed"
+    assert trainer.run(make_cfg(*RESUMABLE), run_dir, threads=1) == "completed"
     assert_same_metrics(run_dir, reference)
 
 
 def test_read_metrics_names_the_file_and_line_of_a_malformed_row(tmp_path):
     path = tmp_path / "metrics.csv"
-    header = ",".join(artifacts.COLUMNS)
-    row = ",".join(["0"] + ["1.0"] * (len(artifacts.COLUMNS) - 1))
+    header = ",".join(metrics_file.COLUMNS)
+    row = ",".join(["0"] + ["1.0"] * (len(metrics_file.COLUMNS) - 1))
     path.write_text(f"{header}\n{row}\n3,1.0\n{row}\n")
     with pytest.raises(RunFileError, match=r"metrics.csv: cannot be read \(line 3 does not have"):
-        artifacts.read_metrics(path)
+        metrics_file.read_metrics(path)
     path.write_text(f"{header}\n{row}\n{row[:5]}")  # a last row being written: left out
-    assert artifacts.read_metrics(path)["step"].tolist() == [0]
+    assert metrics_file.read_metrics(path)["step"].tolist() == [0]
 
 
 @pytest.mark.parametrize("name, content, match", [
@@ -164,13 +165,13 @@ def test_read_metrics_names_the_file_and_line_of_a_malformed_row(tmp_path):
 ])
 def test_a_corrupt_file_gives_one_line_naming_it_and_overwrite_replaces_it(tmp_path, name, content, match):
     run_dir = tmp_path / "run"
-    assert training.run(make_cfg(*TINY), run_dir) == "completed"
+    assert trainer.run(make_cfg(*TINY), run_dir) == "completed"
     (run_dir / name).write_bytes(content)
     with pytest.raises(RunFileError, match=match) as err:
-        training.run(make_cfg(*TINY), run_dir)
+        trainer.run(make_cfg(*TINY), run_dir)
     assert len(str(err.value).splitlines()) == 1 and "overwrite=true" in str(err.value)
     assert (run_dir / name).read_bytes() == content
-    assert training.run(make_cfg(*TINY, "overwrite=true"), run_dir) == "completed"
+    assert trainer.run(make_cfg(*TINY, "overwrite=true"), run_dir) == "completed"
     assert artifacts.read_summary(run_dir)["status"] == "completed"
 
 
@@ -191,7 +192,7 @@ def test_checkpoints_load_without_running_code(tmp_path):
     torch.save({"model": Payload(marker), "optimizer": {}, "noise": None, "steps_done": 1},
                run_dir / "checkpoint.pt")
     with pytest.raises(RunFileError, match="checkpoint.pt: cannot be read"):
-        training.run(make_cfg(*TINY), run_dir)
+        trainer.run(make_cfg(*TINY), run_dir)
     assert not marker.exists()
 
 
@@ -199,8 +200,8 @@ def test_a_resume_with_another_thread_count_or_chunk_size_warns_once(tmp_path, m
     threads = torch.get_num_threads()
     try:
         run_dir = interrupted(tmp_path, monkeypatch, 8)
-        with caplog.at_level(logging.WARNING, logger="dsmexp.training"):
-            training.run(make_cfg(*RESUMABLE, "chunk_size=64"), run_dir, threads=2)
+        with caplog.at_level(logging.WARNING, logger="dsmexp.train.trainer"):
+            trainer.run(make_cfg(*RESUMABLE, "chunk_size=64"), run_dir, threads=2)
     finally:
         torch.set_num_threads(threads)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -213,7 +214,7 @@ def test_a_resume_with_another_thread_count_or_chunk_size_warns_once(tmp_path, m
 def test_non_finite_final_metrics_are_stored_faithfully(tmp_path):
     run_dir = tmp_path / "run"
     cfg = make_cfg(*TINY, "steps=40", "loss=ism", "optimizer=sgd", "optimizer.lr=1e6")
-    assert training.run(cfg, run_dir) == "diverged"
+    assert trainer.run(cfg, run_dir) == "diverged"
     text = (run_dir / "summary.json").read_text()
     final = json.loads(text)["final"]
     assert not math.isfinite(final["loss"]) or not math.isfinite(final["grad_norm_ism"])
@@ -224,7 +225,7 @@ def test_temporary_files_a_killed_writer_left_are_removed(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
-    assert training.run(make_cfg(*TINY), run_dir) == "completed"
+    assert trainer.run(make_cfg(*TINY), run_dir) == "completed"
     assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*.tmp"))
 
 
@@ -246,7 +247,7 @@ def test_sweeps_sharing_a_directory_never_lose_each_others_plan(tmp_path):
 def test_a_job_that_finds_its_directory_taken_at_launch_is_skipped_busy_not_failed(tmp_path):
     from hydra.core.utils import JobReturn, JobStatus
 
-    from dsmexp.runlock import RunBusy
+    from dsmexp.records.runlock import RunBusy
     from hydra_plugins.dsmexp_sweeper._core import SweepFailed, _finish
 
     planned = [{"overrides": ["seed=1"], "subdir": "seed=1"}, {"overrides": ["seed=2"], "subdir": "seed=2"}]
@@ -277,7 +278,7 @@ def test_rows_are_fsynced_before_each_checkpoint_that_counts_them(tmp_path, monk
         events.append(("checkpoint", state["steps_done"], rows))
         save(path, state)
     monkeypatch.setattr(artifacts, "save_checkpoint", saving)
-    assert training.run(make_cfg(*RESUMABLE), tmp_path / "run") == "completed"
+    assert trainer.run(make_cfg(*RESUMABLE), tmp_path / "run") == "completed"
     checkpoints = [i for i, e in enumerate(events) if e[0] == "checkpoint"]
     assert [events[i][1] for i in checkpoints] == [5, 10, 12]
     assert all(events[i][2] == events[i][1] for i in checkpoints)  # every row it counts is written

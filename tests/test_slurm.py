@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from dsmexp import artifacts
-from dsmexp.identity import result_config
+from dsmexp.records import artifacts, metrics_file
+from dsmexp.records.identity import result_config
 from tests.conftest import TINY, make_cfg, run_cli
 
 
@@ -152,9 +152,9 @@ def test_a_requeued_job_resumes_from_its_checkpoints_to_the_uninterrupted_metric
     (row,) = read_table(sweep / "runs.csv")
     assert (row["status"], row["steps_done"]) == ("completed", str(steps))
     uninterrupted = tmp_path / "outputs" / "uninterrupted"
-    got, want = (artifacts.read_metrics(d / "metrics.csv") for d in (run_dir, uninterrupted))
+    got, want = (metrics_file.read_metrics(d / "metrics.csv") for d in (run_dir, uninterrupted))
     assert got["step"].tolist() == list(range(steps))
-    for column in artifacts.COLUMNS[:-1]:  # all but time_s
+    for column in metrics_file.COLUMNS[:-1]:  # all but time_s
         np.testing.assert_array_equal(got[column], want[column], err_msg=column)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsmexp import artifacts, sweeps, training
+from dsmexp.records import artifacts, metrics_file, tables
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg, run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
@@ -80,10 +81,10 @@ def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path):
     out = run_cli(*args, cwd=tmp_path)
     assert f"resuming {run_dir.resolve()} from step {resumed_from}" in out.stderr + out.stdout
     reference = tmp_path / "uninterrupted"
-    training.run(make_cfg(*args[:-1]), reference, threads=1)
-    got, want = (artifacts.read_metrics(d / "metrics.csv") for d in (run_dir, reference))
+    trainer.run(make_cfg(*args[:-1]), reference, threads=1)
+    got, want = (metrics_file.read_metrics(d / "metrics.csv") for d in (run_dir, reference))
     assert got["step"].tolist() == list(range(1500))
-    for column in artifacts.COLUMNS[:-1]:  # all but time_s
+    for column in metrics_file.COLUMNS[:-1]:  # all but time_s
         np.testing.assert_array_equal(got[column], want[column], err_msg=column)
 
 
@@ -104,7 +105,7 @@ def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path):
     assert diverged["status"] == "diverged"
     step = int(diverged["diverged_step"])
     assert 0 < step < 40 and int(diverged["steps_done"]) == step + 1
-    m = artifacts.read_metrics(tmp_path / "outputs" / "div" / diverged["run_dir"] / "metrics.csv")
+    m = metrics_file.read_metrics(tmp_path / "outputs" / "div" / diverged["run_dir"] / "metrics.csv")
     assert m["step"][-1] == step and not np.isfinite([m["loss"][-1], m["grad_norm_ism"][-1]]).all()
     assert np.isfinite(m["loss"][:-1]).all()
 
@@ -154,7 +155,7 @@ def test_runs_table_is_rebuilt_from_disk_with_incomplete_and_missing_jobs(tmp_pa
     plan = json.loads((sweep / "jobs.json").read_text())
     plan.append({"overrides": ["loss=ism", "sigma=0.5"], "subdir": "loss=ism,sigma=0.5"})
     (sweep / "jobs.json").write_text(json.dumps(plan))  # as if a cluster job never started
-    status = {r["run_dir"]: r["status"] for r in read_table(sweeps.write_runs_table(sweep))}
+    status = {r["run_dir"]: r["status"] for r in read_table(tables.write_runs_table(sweep))}
     assert status == {"loss=dsm_s,sigma=0.01": "completed", "loss=ism,sigma=0.01": "incomplete",
                       "loss=ism,sigma=0.5": "missing"}
 

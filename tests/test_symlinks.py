@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsmexp import artifacts
-from dsmexp.runlock import LOCK_FILE, RunLock, is_busy
-from dsmexp.safe_io import RunFileError, open_append
-from dsmexp.sweeps import write_runs_table
+from dsmexp.errors import RunFileError
+from dsmexp.records import artifacts, metrics_file
+from dsmexp.records.runlock import LOCK_FILE, RunLock, is_busy
+from dsmexp.records.tables import write_runs_table
+from dsmexp.safe_io import open_append
 from hydra_plugins.dsmexp_sweeper._core import _record_plan
 from tests.conftest import TINY, run_cli_in_process
 
@@ -53,7 +54,7 @@ def test_a_dangling_lock_symlink_creates_nothing(tmp_path):
 
 
 WRITERS = {
-    artifacts.METRICS_FILE: lambda p: artifacts.MetricsWriter(p, []).close(),
+    metrics_file.METRICS_FILE: lambda p: metrics_file.MetricsWriter(p, []).close(),
     artifacts.SUMMARY_FILE: lambda p: artifacts.write_json(p, {"status": "completed"}),
     artifacts.CHECKPOINT_FILE: lambda p: artifacts.save_checkpoint(p, {"steps_done": 1}),
     artifacts.FIELD_FILE: lambda p: artifacts.save_score_field(p, {"score": np.zeros(2)}),
@@ -72,7 +73,7 @@ def test_each_writer_refuses_a_symlink_and_leaves_its_target_alone(name, tmp_pat
     assert [p.name for p in link.parent.iterdir() if p.name != LOCK_FILE] == [name]  # no temporary left
 
 
-@pytest.mark.parametrize("name", [LOCK_FILE, artifacts.METRICS_FILE, artifacts.CHECKPOINT_FILE, "dsmexp.log",
+@pytest.mark.parametrize("name", [LOCK_FILE, metrics_file.METRICS_FILE, artifacts.CHECKPOINT_FILE, "dsmexp.log",
                                   ".hydra/config.yaml"])
 def test_a_run_directory_holding_a_symlink_is_refused_before_any_work(name, tmp_path, monkeypatch):
     link, target = _link(tmp_path / "run", name, tmp_path)

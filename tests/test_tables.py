@@ -13,7 +13,8 @@ import pytest
 from omegaconf import OmegaConf
 
 import dsmexp
-from dsmexp import artifacts, sweeps, training
+from dsmexp.records import metrics_file, tables
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
 JOBS = {"loss=ism,sigma=0": ("loss=ism", "sigma=0"), "loss=dsm_s,sigma=0.01": ("loss=dsm_s", "sigma=0.01")}
@@ -30,10 +31,10 @@ def sweep(tmp_path_factory) -> Path:
         (run_dir / ".hydra").mkdir(parents=True)
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
         OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / ".hydra" / "overrides.yaml")
-        assert training.run(cfg, run_dir) == "completed"
+        assert trainer.run(cfg, run_dir) == "completed"
     plan = [{"overrides": list(o), "subdir": s} for s, o in JOBS.items()] + [SKIPPED]
     (sweep_dir / "jobs.json").write_text(json.dumps(plan))
-    sweeps.write_runs_table(sweep_dir)
+    tables.write_runs_table(sweep_dir)
     return sweep_dir
 
 
@@ -47,12 +48,12 @@ def test_load_metrics_is_metrics_csv_with_int_steps(sweep):
     run_dir = sweep / "loss=dsm_s,sigma=0.01"
     table = dsmexp.load_metrics(run_dir)
     header, values = raw_csv(run_dir / "metrics.csv")
-    assert list(table.columns) == header == list(artifacts.COLUMNS)
+    assert list(table.columns) == header == list(metrics_file.COLUMNS)
     assert table["step"].dtype == np.int64 and table["step"].tolist() == list(range(6))
     assert (table.drop(columns="step").dtypes == np.float64).all()
     np.testing.assert_array_equal(table.to_numpy(dtype=float), values)  # NaN rows included
     assert table["esm"].isna().tolist() == [False, True, False, True, False, False]  # eval_every=2, last
-    legacy = artifacts.read_metrics(run_dir / "metrics.csv")
+    legacy = metrics_file.read_metrics(run_dir / "metrics.csv")
     assert list(legacy) == header and legacy["step"].dtype.kind == "i"
     np.testing.assert_array_equal(legacy["fit_dsm"], values[:, header.index("fit_dsm")])
 

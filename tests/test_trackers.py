@@ -15,23 +15,28 @@ from mlflow import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 import dsmexp  # noqa: E402
-from dsmexp import artifacts, trackers, training  # noqa: E402
-from dsmexp.config import ConfigError, validate  # noqa: E402
-from dsmexp.tables import config_columns  # noqa: E402
+from dsmexp.errors import ConfigError  # noqa: E402
+from dsmexp.records import artifacts, metrics_file
+from dsmexp.records.identity import config_columns  # noqa: E402
+from dsmexp.train import (
+    tracking,
+    trainer,  # noqa: E402
+)
+from dsmexp.train.preflight import preflight
 from tests.conftest import TINY, make_cfg, run_cli  # noqa: E402
 
 FAST = [*TINY, "eval_samples=200", "eval_every=2"]
 
 
 def train(run_dir: Path, *overrides: str) -> str:
-    return training.run(make_cfg(*FAST, *overrides), run_dir)
+    return trainer.run(make_cfg(*FAST, *overrides), run_dir)
 
 
 def logged_values(run_dir: Path) -> dict[str, tuple[list[int], np.ndarray]]:
     """metrics.csv as {metric: (steps where it is finite, values)}: what a tracker should hold."""
     table = dsmexp.load_metrics(run_dir)
     out = {}
-    for name in artifacts.COLUMNS[1:]:
+    for name in metrics_file.COLUMNS[1:]:
         finite = table[np.isfinite(table[name])]
         if len(finite):
             out[name] = (finite["step"].tolist(), finite[name].to_numpy())
@@ -46,25 +51,25 @@ def free_port() -> int:
 
 def test_unknown_logger_and_missing_package_are_one_line(monkeypatch):
     with pytest.raises(ConfigError, match=r"^logger=wandb: must be one of none, tensorboard, mlflow$"):
-        validate(make_cfg("logger=wandb"))
-    real = trackers.importlib.util.find_spec
-    monkeypatch.setattr(trackers.importlib.util, "find_spec",
+        preflight(make_cfg("logger=wandb"))
+    real = tracking.importlib.util.find_spec
+    monkeypatch.setattr(tracking.importlib.util, "find_spec",
                         lambda name: None if name == "mlflow" else real(name))
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg("logger=mlflow"))
+        preflight(make_cfg("logger=mlflow"))
     assert str(err.value) == ('logger=mlflow: the mlflow-skinny package is not installed; '
                               'pip install "dsmexp[tracking]" (or pip install mlflow-skinny)')
-    validate(make_cfg("logger=tensorboard"))
-    validate(make_cfg())  # logger=none needs neither package
+    preflight(make_cfg("logger=tensorboard"))
+    preflight(make_cfg())  # logger=none needs neither package
 
 
 def test_unreachable_tracking_server_is_refused_before_training(monkeypatch):
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with pytest.raises(ConfigError, match=rf"^MLFLOW_TRACKING_URI={uri}: cannot reach 127\.0\.0\.1:\d+ "):
-        validate(make_cfg("logger=mlflow"))
+        preflight(make_cfg("logger=mlflow"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:///somewhere/mlruns")
-    validate(make_cfg("logger=mlflow"))  # local stores need no server
+    preflight(make_cfg("logger=mlflow"))  # local stores need no server
 
 
 def test_tensorboard_holds_every_logged_metric_of_metrics_csv(tmp_path):
@@ -86,13 +91,13 @@ def test_mlflow_run_holds_config_metrics_and_files(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3's opt-in to read a file store
     run_dir = tmp_path / "outputs" / "sweeps" / "s" / "loss=ism,sigma=0"
     cfg = make_cfg(*FAST, "loss=ism", "sigma=0", "logger=mlflow")
-    assert training.run(cfg, run_dir) == "completed"
+    assert trainer.run(cfg, run_dir) == "completed"
     client = MlflowClient(tracking_uri=(tmp_path / "outputs" / "mlruns").as_uri())
     experiment = client.get_experiment_by_name("outputs/sweeps/s")
     [run] = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "loss=ism,sigma=0" and run.info.status == "FINISHED"
     assert run.data.tags["status"] == "completed"
-    params = {k: str(v) for k, v in config_columns(training.result_config(cfg)).items()}
+    params = {k: str(v) for k, v in config_columns(trainer.result_config(cfg)).items()}
     assert run.data.params == params and params["loss"] == "ism" and "logger" not in params
     want = logged_values(run_dir)
     assert set(run.data.metrics) == set(want)
@@ -108,7 +113,7 @@ def test_mlflow_run_holds_config_metrics_and_files(tmp_path, monkeypatch):
 
 def test_a_tracker_failing_mid_run_is_reported_once_and_training_goes_on(tmp_path, monkeypatch, caplog):
     calls = []
-    original = trackers.TensorBoardBackend.log_rows
+    original = tracking.TensorBoardBackend.log_rows
 
     def disk_full(self, rows):
         calls.append(int(rows[0][0]))
@@ -116,11 +121,11 @@ def test_a_tracker_failing_mid_run_is_reported_once_and_training_goes_on(tmp_pat
             raise OSError(28, "No space left on device")
         original(self, rows)
 
-    monkeypatch.setattr(trackers.TensorBoardBackend, "log_rows", disk_full)
+    monkeypatch.setattr(tracking.TensorBoardBackend, "log_rows", disk_full)
     run_dir = tmp_path / "run"
-    with caplog.at_level(logging.WARNING, logger="dsmexp.trackers"):
+    with caplog.at_level(logging.WARNING, logger="dsmexp.train.tracking"):
         assert train(run_dir, "logger=tensorboard") == "completed"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "dsmexp.trackers"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "dsmexp.train.tracking"]
     assert len(warnings) == 1 and warnings[0].startswith(
         "logger=tensorboard failed at step 2 (OSError: [Errno 28] No space left on device)")
     assert calls == [0, 1, 2]  # dropped after the failure: no retry each step
@@ -132,7 +137,7 @@ def test_a_tracker_failing_mid_run_is_reported_once_and_training_goes_on(tmp_pat
 
 def test_resumed_run_replaces_the_steps_after_its_checkpoint_in_tensorboard(tmp_path, monkeypatch):
     run_dir, crashed = tmp_path / "run", []
-    original = training.Trainer._step
+    original = trainer.Trainer._step
 
     def crash_once_at_step_5(self, step):
         if step == 5 and not crashed:
@@ -140,11 +145,11 @@ def test_resumed_run_replaces_the_steps_after_its_checkpoint_in_tensorboard(tmp_
             raise RuntimeError("killed")
         return original(self, step)
 
-    monkeypatch.setattr(training.Trainer, "_step", crash_once_at_step_5)
+    monkeypatch.setattr(trainer.Trainer, "_step", crash_once_at_step_5)
     cfg = make_cfg(*FAST, "checkpoint_every=2", "logger=tensorboard")
     with pytest.raises(RuntimeError, match="killed"):
-        training.run(cfg, run_dir)  # rows 0-4 logged, checkpoint after step 3
-    assert training.run(cfg, run_dir) == "completed"  # resumes at step 4: row 4 again, then 5
+        trainer.run(cfg, run_dir)  # rows 0-4 logged, checkpoint after step 3
+    assert trainer.run(cfg, run_dir) == "completed"  # resumes at step 4: row 4 again, then 5
     events = EventAccumulator(str(run_dir))
     events.Reload()
     loss = events.Scalars("loss")
@@ -154,14 +159,14 @@ def test_resumed_run_replaces_the_steps_after_its_checkpoint_in_tensorboard(tmp_
 
 def test_sweep_figures_go_to_tensorboard_beside_the_jobs(tmp_path):
     sweep = tmp_path / "sweep"
-    assert trackers.figures_to_tensorboard(sweep, []) is None  # no job logged to TensorBoard
+    assert tracking.figures_to_tensorboard(sweep, []) is None  # no job logged to TensorBoard
     train(sweep / "loss=dsm,sigma=0.01", "logger=tensorboard")
     fig, ax = plt.subplots(figsize=(2, 1), dpi=50)
     ax.plot([0, 1])
     png = tmp_path / "figure2.png"
     fig.savefig(png)
     plt.close(fig)
-    target = trackers.figures_to_tensorboard(sweep, [png, tmp_path / "figure2.pdf"])
+    target = tracking.figures_to_tensorboard(sweep, [png, tmp_path / "figure2.pdf"])
     assert target == sweep / "figures"
     events = EventAccumulator(str(target))
     events.Reload()

@@ -7,23 +7,24 @@ import numpy as np
 import pytest
 import torch
 
-from dsmexp import artifacts, training
-from dsmexp.models import ScoreMLP
-from dsmexp.objectives import METRICS
+from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.objectives.terms import METRICS
+from dsmexp.records import metrics_file
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
 
 def train(tmp_path, *overrides, name="run"):
     cfg = make_cfg(*TINY, *overrides)
     run_dir = tmp_path / name
-    status = training.run(cfg, run_dir)
+    status = trainer.run(cfg, run_dir)
     return status, run_dir, cfg
 
 
 def test_run_leaves_every_contract_file(tmp_path):
     status, run_dir, cfg = train(tmp_path)
     assert status == "completed"
-    m = artifacts.read_metrics(run_dir / "metrics.csv")
+    m = metrics_file.read_metrics(run_dir / "metrics.csv")
     assert list(m) == ["step", "loss", "norm", "fit_ism", "fit_dsm", "const_dsm", "loss_ism", "loss_dsm_s",
                        "loss_dsm", "fit_ism_se", "fit_dsm_se", "grad_norm_ism", "grad_norm_dsm", "grad_cos",
                        "norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est", "grad_cos_est",
@@ -57,7 +58,7 @@ def test_score_field_is_in_meshgrid_xy_order(tmp_path):
 @pytest.mark.parametrize("loss", ["dsm", "ism"])
 def test_identities_hold_on_every_row(tmp_path, loss):
     _, run_dir, _ = train(tmp_path, f"loss={loss}", "sigma=0.05")
-    m = artifacts.read_metrics(run_dir / "metrics.csv")
+    m = metrics_file.read_metrics(run_dir / "metrics.csv")
     np.testing.assert_allclose(m["loss_dsm"] - m["loss_dsm_s"], m["const_dsm"], rtol=1e-9)
     np.testing.assert_allclose(m["loss_ism"], m["norm"] + m["fit_ism"], rtol=1e-12)
     np.testing.assert_array_equal(m["loss"], m[{"dsm": "loss_dsm", "ism": "loss_ism"}[loss]])
@@ -68,7 +69,7 @@ def test_same_command_twice_gives_identical_metrics(tmp_path):
     _, a, _ = train(tmp_path, "seed=3", name="a")
     _, b, _ = train(tmp_path, "seed=3", name="b")
     _, c, _ = train(tmp_path, "seed=4", name="c")
-    ma, mb, mc = (artifacts.read_metrics(d / "metrics.csv") for d in (a, b, c))
+    ma, mb, mc = (metrics_file.read_metrics(d / "metrics.csv") for d in (a, b, c))
     for name in METRICS:
         np.testing.assert_array_equal(ma[name], mb[name])
     assert not np.array_equal(ma["loss"], mc["loss"])
@@ -77,7 +78,7 @@ def test_same_command_twice_gives_identical_metrics(tmp_path):
 def test_dsm_and_dsm_s_follow_the_same_trajectory(tmp_path):
     _, a, _ = train(tmp_path, "loss=dsm", name="dsm")
     _, b, _ = train(tmp_path, "loss=dsm_s", name="dsm_s")
-    ma, mb = artifacts.read_metrics(a / "metrics.csv"), artifacts.read_metrics(b / "metrics.csv")
+    ma, mb = metrics_file.read_metrics(a / "metrics.csv"), metrics_file.read_metrics(b / "metrics.csv")
     for name in METRICS:
         if name != "loss":
             np.testing.assert_array_equal(ma[name], mb[name])
@@ -97,7 +98,7 @@ def test_dsm_and_dsm_s_follow_the_same_trajectory(tmp_path):
 def test_settings_run_end_to_end(tmp_path, overrides):
     status, run_dir, cfg = train(tmp_path, *overrides)
     assert status == "completed"
-    m = artifacts.read_metrics(run_dir / "metrics.csv")
+    m = metrics_file.read_metrics(run_dir / "metrics.csv")
     assert np.all(np.isfinite(m["loss"]))
     assert (run_dir / "score_field.npz").exists() == (cfg.dataset.name != "gaussian" or cfg.dataset.dim == 2)
     if cfg.diagnostics_every == 2:

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from dsmexp import artifacts, sweeps, training
-from dsmexp.artifacts import RunFileError
-from dsmexp.report import build_report
+from dsmexp.errors import RunFileError
+from dsmexp.records import artifacts, sweeps, tables
+from dsmexp.studies.paper.report import build_report
+from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
 GRID = [("ism", "0.01"), ("dsm_s", "0.01"), ("ism", "0.1"), ("dsm_s", "0.1"), ("ism", "0")]
@@ -46,7 +47,7 @@ def broken_sweep(tmp_path_factory):
         overrides = [f"loss={loss}", f"sigma={sigma}"]
         cfg = make_cfg(*TINY, "kernel=torch", *overrides)
         run_dir = sweep / ",".join(overrides)
-        assert training.run(cfg, run_dir) == "completed"
+        assert trainer.run(cfg, run_dir) == "completed"
         (run_dir / ".hydra").mkdir()
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
         OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
@@ -93,7 +94,7 @@ def test_the_loader_and_runs_csv_say_which_runs_cannot_be_read_and_why(broken_sw
         assert WHY[run_dir.name] in why and str(run_dir) in why
     assert [r.run_dir for r in sweeps.load_runs(broken_sweep)] == [r.run_dir for r in runs]
     caplog.clear()
-    sweeps.main([str(broken_sweep)])  # `python -m dsmexp.sweeps SWEEP_DIR`: a warning per run, then the table
+    tables.main([str(broken_sweep)])  # `python -m dsmexp.sweeps SWEEP_DIR`: a warning per run, then the table
     assert capsys.readouterr().out.strip() == f"{broken_sweep / 'runs.csv'}: {len(WHY) + 1} jobs"
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == len(WHY) and all(any(why in w for w in warned) for why in WHY.values())
@@ -108,7 +109,7 @@ def test_the_loader_and_runs_csv_say_which_runs_cannot_be_read_and_why(broken_sw
 
 def test_a_pickled_score_field_is_one_line_naming_it_and_never_unpickled(tmp_path):
     run_dir = tmp_path / "run"
-    assert training.run(make_cfg(*TINY, "kernel=torch", "eval_samples=200", "loss=ism", "sigma=0"),
+    assert trainer.run(make_cfg(*TINY, "kernel=torch", "eval_samples=200", "loss=ism", "sigma=0"),
                         run_dir) == "completed"
     marker = plant_pickle(run_dir)
     path = run_dir / "score_field.npz"

@@ -11,19 +11,19 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from dsmexp.artifacts import RunFileError, replace_text, write_failed
-from dsmexp.config import ConfigError, validate
-from dsmexp.identity import check_existing_run
-from dsmexp.runlock import LOCK_FILE, RunBusy, RunLock, is_busy
-from dsmexp.safe_io import refuse_symlink
+from dsmexp.errors import ConfigError, DsmexpError, RunBusy, RunFileError
+from dsmexp.records.runlock import LOCK_FILE, RunLock
+from dsmexp.records.tables import RUNS_FILE, write_runs_table
+from dsmexp.safe_io import refuse_symlink, replace_text, write_failed
+from dsmexp.train.preflight import preflight
 from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import SweepFailed
 
 if TYPE_CHECKING:
     from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import DsmexpSweeper
 
 log = logging.getLogger(__name__)
-# what a sweep writes in its directory (runs.csv: sweeps.RUNS_FILE); none may be a symbolic link
-SWEEP_FILES = ("multirun.yaml", "jobs.json", "runs.csv", LOCK_FILE)
+# what a sweep writes in its directory; none may be a symbolic link
+SWEEP_FILES = ("multirun.yaml", "jobs.json", RUNS_FILE, LOCK_FILE)
 
 
 def sweep(sweeper: DsmexpSweeper, arguments: list[str]) -> Any:
@@ -63,13 +63,7 @@ def _check(sweeper: DsmexpSweeper, jobs: list[list[str]]) -> tuple[list[list[str
         subdir = OmegaConf.select(cfg, "hydra.sweep.subdir", default=None)
         entry = {"overrides": list(job), "subdir": subdir}
         try:
-            validate(cfg)
-            if subdir is not None:
-                run_dir = Path(cfg.hydra.sweep.dir) / subdir
-                check_existing_run(cfg, run_dir)
-                busy = is_busy(run_dir)
-                if busy:
-                    raise RunBusy(busy)
+            preflight(cfg, Path(cfg.hydra.sweep.dir) / subdir if subdir is not None else None, hand_over=True)
         except (RunBusy, RunFileError) as err:
             status = "skipped-busy" if isinstance(err, RunBusy) else "unreadable"
             log.warning("skipping job %s (%s): %s", " ".join(job), status, err)
@@ -93,8 +87,6 @@ def _finish(sweep_dir: Path, returns: list[JobReturn], planned: list[dict]) -> N
 
     A job that found its directory locked when it started (another process took it after the
     check) is recorded as skipped-busy, not as a failure."""
-    from dsmexp.sweeps import write_runs_table
-
     failed = [r for r in returns if r.status == JobStatus.FAILED]
     busy = [r for r in failed if isinstance(_error(r), RunBusy)]
     if busy:
@@ -142,6 +134,6 @@ def _error_line(job: JobReturn) -> str:
     err = _error(job)
     if err is None:
         return "failed"
-    if isinstance(err, ConfigError):
+    if isinstance(err, DsmexpError):
         return str(err).splitlines()[0]
     return f"{type(err).__name__}: {err}".splitlines()[0]

@@ -38,10 +38,18 @@ class SweepFailed(CompactHydraException):
     """Some jobs raised; the others ran. Reported as one line per failed job."""
 
 
+class SweepRefused(CompactHydraException):
+    """The sweep cannot start (a bad setting, an unusable sweep directory): one line, nothing launched."""
+
+
 class DsmexpSweeper(BasicSweeper):
     """Hydra's basic sweeper with dsmexp's checks and bookkeeping (_core.sweep)."""
 
     def sweep(self, arguments: list[str]) -> Any:
+        from dsmexp.errors import DsmexpError  # dsmexp's exceptions: no torch behind them
         from hydra_plugins.dsmexp_sweeper import _core
 
-        return _core.sweep(self, arguments)
+        try:
+            return _core.sweep(self, arguments)
+        except DsmexpError as err:
+            raise SweepRefused(str(err)) from None

@@ -1,0 +1,75 @@
+"""validate: every check of a composed config that only reads its values (no machine, no disk), raising
+ConfigError with one line naming the first bad key and what is allowed. What the machine must also
+allow (CUDA, the logger's package, the kernel build, the custom model, the memory) is checked once, by the
+preflight (dsmexp/train/preflight.py)."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, NoReturn
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dsmexp.config.dataset import DATASET_SCHEMAS
+from dsmexp.config.loss import check_loss
+from dsmexp.config.model import check_model
+from dsmexp.config.optimizer import check_optimizer
+from dsmexp.config.root import check_root
+from dsmexp.config.store import group_schema
+from dsmexp.errors import ConfigError
+
+
+def fail(message: str, sweep_skippable: bool = False) -> NoReturn:
+    raise ConfigError(message, sweep_skippable)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first bad setting, naming the key and what is allowed."""
+    _check_keys(cfg)
+    _check_finite(cfg)
+    check_root(cfg, fail)
+    check_optimizer(cfg.optimizer, fail)
+    name = cfg.dataset.name
+    if name not in DATASET_SCHEMAS:
+        fail(f"dataset={name}: must be one of {', '.join(DATASET_SCHEMAS)}")
+    DATASET_SCHEMAS[name].check(cfg.dataset, fail)
+    check_model(cfg.model, fail)
+    check_loss(cfg, fail)
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    """Refuse keys the schema does not know (`+sigam=0.1`), with the closest known key."""
+    top = ConfigStore.instance().repo["dsmexp_schema.yaml"].node  # the schema registered (a plugin may extend it)
+    _check_known(cfg, OmegaConf.structured(top), "", skip=("hydra",))
+    for group in ("dataset", "loss", "model", "optimizer"):
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        schema = group_schema(group, node.get("name"))
+        if schema is not None:
+            _check_known(node, OmegaConf.structured(schema), f"{group}.")
+
+
+def _check_known(node: DictConfig, schema: DictConfig, prefix: str, skip: tuple[str, ...] = ()) -> None:
+    known = [str(k) for k in schema]
+    for key in node:
+        if key in skip or key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+        fail(f"{prefix}{key}: not a dsmexp setting{hint} (`python -m dsmexp --cfg job` lists them all)")
+
+
+def _check_finite(node: Any, path: str = "") -> None:
+    """Every number in the config must be finite (nan and inf are config errors, not results)."""
+    if isinstance(node, DictConfig):
+        for key in node:
+            if key != "hydra" and not OmegaConf.is_missing(node, key):  # a missing value is reported later
+                _check_finite(node[key], f"{path}{key}.")
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            _check_finite(item, f"{path[:-1]}[{i}].")
+    elif isinstance(node, float) and not math.isfinite(node):
+        fail(f"{path[:-1]}={node}: must be a finite number")

@@ -1,0 +1,33 @@
+"""Composing a config in-process, as the command line would (the one place that calls Hydra's compose),
+and a built-in dataset from its YAML defaults (dsmexp.load_dataset)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from dsmexp.config.dataset import DATASET_SCHEMAS
+from dsmexp.config.store import CONF_DIR, register_configs
+from dsmexp.core.datasets import Dataset, build_dataset
+
+
+def compose(overrides: Sequence[str] = (), hydra_config: bool = False) -> DictConfig:
+    """The config `python -m dsmexp OVERRIDES` would run, composed in this process (nothing is written).
+    hydra_config=True keeps the hydra node (run and sweep directories, launcher)."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
+
+
+def load_dataset(name: str, seed: int = 0, **params: object) -> Dataset:
+    """A built-in dataset with the defaults of conf/dataset/<name>.yaml, e.g. load_dataset("half_moon");
+    `seed` draws its random geometry (plane, means, rotation) as a run with that data seed would."""
+    if name not in DATASET_SCHEMAS:
+        raise ValueError(f"dataset={name}: must be one of {', '.join(DATASET_SCHEMAS)}")
+    defaults = OmegaConf.load(f"{CONF_DIR}/dataset/{name}.yaml")
+    defaults.pop("defaults", None)
+    cfg = OmegaConf.merge(OmegaConf.structured(DATASET_SCHEMAS[name]), defaults, params)
+    return build_dataset(cfg, seed)

@@ -1,0 +1,47 @@
+"""The loss=NAME config group: one schema for every objective (the names and what each needs are the
+rows of dsmexp/core/objectives/registry.py), with its pure checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from omegaconf import MISSING, DictConfig
+
+from dsmexp.config.dataset import data_extent
+from dsmexp.core.objectives.registry import OBJECTIVES
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING
+
+
+def check_loss(cfg: DictConfig, fail: Callable[..., None]) -> None:
+    """The objective exists, has a meaning at this sigma, and its own keys (fd_eps) are in range."""
+    name = cfg.loss.name
+    if name not in OBJECTIVES:
+        fail(f"loss={name}: must be one of {', '.join(OBJECTIVES)}")
+    row = OBJECTIVES[name]
+    if row.needs_noise and cfg.sigma == 0:
+        fail(f"sigma=0 with loss={name}: {row.label} needs sigma > 0 (its target is -eps/sigma); use "
+             "loss=ism to train on clean data", sweep_skippable=True)
+    if "fd_eps" in row.keys:
+        low, high, radius = fd_eps_range(cfg)
+        if not low <= cfg.fd_eps <= high:
+            fail(f"fd_eps={cfg.fd_eps}: must be between {low:.3g} and {high:.3g} here: sqrt(eps of {cfg.dtype}) "
+                 f"R <= fd_eps <= R, with R = sqrt(d) x the data's extent (+3 sigma) = {radius:.3g}; smaller, "
+                 "z +- u rounds to z; larger, the difference is no longer local")
+
+
+def fd_eps_range(cfg: DictConfig) -> tuple[float, float, float]:
+    """(lowest, highest) fd_eps where fd_ssm's finite difference means something, and R.
+
+    With R = sqrt(d) x data_extent, the typical size of |z|: below sqrt(machine eps of the dtype) x R
+    the step u (|u| = fd_eps) is lost in the rounding of z +- u (and d / (2 fd_eps^2) grows without
+    bound); above R the difference s(z+u) - s(z-u) spans the data instead of approximating J u.
+    """
+    radius = math.sqrt(int(cfg.dataset.get("dim", 2))) * data_extent(cfg.dataset, cfg.sigma)
+    return math.sqrt(torch.finfo(getattr(torch, cfg.dtype)).eps) * radius, radius, radius

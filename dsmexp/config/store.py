@@ -1,0 +1,65 @@
+"""Where the configs live (CONF_DIR), the schema registered in Hydra's ConfigStore (register_configs, called
+explicitly by every entry point) and the two resolvers conf/config.yaml uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from dsmexp.config.dataset import DATASET_SCHEMAS
+from dsmexp.config.loss import LossConfig
+from dsmexp.config.model import MODEL_SCHEMAS
+from dsmexp.config.optimizer import OptimizerConfig
+from dsmexp.config.root import Config
+from dsmexp.config.run_dirs import run_dirname
+
+# absolute, so any working directory works: dsmexp/conf in an installed wheel (setup.py copies it
+# there), else the repository's top-level conf/ (source checkout, editable install)
+_PACKAGED_CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = str(_PACKAGED_CONF if _PACKAGED_CONF.is_dir() else _PACKAGED_CONF.parent.parent / "conf")
+# per config group: option name -> its schema (loss and optimizer: one schema for every option)
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": dict(DATASET_SCHEMAS), "loss": {"loss": LossConfig}, "model": dict(MODEL_SCHEMAS),
+    "optimizer": {"optimizer": OptimizerConfig}}
+
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Put the schema into Hydra's ConfigStore and the resolvers into OmegaConf, once per process (so a
+    schema stored over ours afterwards, by a plugin or a test, stays)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    cs = ConfigStore.instance()
+    cs.store(name="dsmexp_schema", node=Config)
+    for group, schemas in GROUP_SCHEMAS.items():
+        for name, schema in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=schema)
+    if not OmegaConf.has_resolver("dirname"):
+        OmegaConf.register_new_resolver("dirname", run_dirname)
+    if not OmegaConf.has_resolver("config_groups"):
+        OmegaConf.register_new_resolver("config_groups", config_groups)
+
+
+def config_groups() -> str:
+    """`group: option, ...` lines for --help: the groups under conf/, without the schema entries the
+    ConfigStore holds (Hydra's own listing shows those too) or Hydra's own groups."""
+    lines = []
+    for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"):
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        if options:
+            lines.append(f"{group.name}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
+def group_schema(group: str, option: str | None) -> type | None:
+    """The schema of option `option` of a group (None when the group or option has none)."""
+    schemas = GROUP_SCHEMAS.get(group, {})
+    if option in schemas:
+        return schemas[option]
+    return next(iter(schemas.values())) if len(schemas) == 1 else None

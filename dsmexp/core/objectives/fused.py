@@ -1,0 +1,340 @@
+"""The fused CPU step: forward, exact divergence, every per-step metric sum and both reverse passes
+(ISM, Eq. 8, and DSM-S, Eq. 9) of the two-hidden-layer MLP in one pass over each tile of points
+(csrc/fused_step.cpp: plain C++ with a C entry point), compiled on first use with the system C++
+compiler (-O3 -march=native, OpenMP) into a shared library and loaded with ctypes.
+
+Same formulas as kernels.two_layer.TwoLayerKernel: div s = sum_jk D2_k C_kj D1_j with C = W2 * (W1 W3)^T. The
+C++ code returns G_C = sum over points of D2 D1^T, turned here, once per step, into the divergence's
+gradient through C (the C-path terms of kernels.two_layer.two_layer_backward). The noise is drawn by the caller
+with torch's generator in the runner's layout, so a run's data, noise and checkpoints are the same
+whichever kernel runs; results agree with the torch path to float32 rounding.
+
+The build. The library depends on the source, the flags, the compiler and the CPU only (no torch or
+Python headers), so its file name hashes exactly those and one build serves every environment sharing
+the cache (a checkout's venv, a wheel in another). It is compiled to a temporary file and renamed into
+place, so a killed build leaves no half-written library; builders of one key take turns under a flock
+whose wait is bounded (BuildError after LOCK_WAIT_S) and reported after a few seconds; every compile
+says so when it starts, every HEARTBEAT_S while it runs, and how long it took when it ends.
+
+`kernel=auto` uses it on CPU for float32 runs of ism, dsm or dsm_s with the two-hidden-layer MLP and a
+tanh, sigmoid or silu activation when it builds; `kernel=fused` requires it; `kernel=torch` never uses it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.objectives.registry import OBJECTIVES, objective
+from dsmexp.core.objectives.terms import StepSums, StepTerms, assemble
+from dsmexp.errors import ConfigError, DsmexpError
+from dsmexp.safe_io import exclusive, notice
+
+log = logging.getLogger(__name__)
+
+KERNELS = ("auto", "fused", "torch")
+ACTIVATION_IDS = {"tanh": 0, "sigmoid": 1, "silu": 2}  # softplus needs a logarithm: torch path
+SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_step.cpp"
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-Wno-psabi"]
+CACHE_ENV = "DSMEXP_KERNEL_CACHE"  # where builds are cached; default: $XDG_CACHE_HOME/dsmexp/kernels
+HEARTBEAT_S = 30.0  # a compile is reported every this many seconds
+LOCK_WAIT_S = 900.0  # the longest wait for another builder of the same key (reported: safe_io.wait_for_lock)
+COMPILE_TIMEOUT_S = 900.0  # the longest a compile may run
+# kernel=auto takes the fused kernel up to this many middle-layer weights (n1 * n2): one thread's step on
+# an AVX2 CPU (N = 1000, M = 50, d = 2) took 0.41x the torch path's time at 16-32, 0.70x at 64-64 and
+# 1.27x at 128-128, where torch's matrix products win (README, The fused CPU kernel)
+MAX_AUTO_WIDTHS = 64 * 64
+
+
+class BuildError(RuntimeError):
+    """The fused kernel cannot be built or loaded here; the message says why, in one line."""
+
+
+def not_applicable(cfg: DictConfig) -> str | None:
+    """Why the fused kernel does not apply to this run's settings, or None when it does."""
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu":
+        return f"device={device}: the fused kernel runs on the CPU"
+    if cfg.dtype != "float32":
+        return f"dtype={cfg.dtype}: the fused kernel computes in float32"
+    if cfg.diagnostics_every == 0:
+        return "diagnostics_every=0: the trained objective alone runs on the torch path"
+    if not objective(cfg.loss.name).fused_ok:
+        fused_ok = [name for name, row in OBJECTIVES.items() if row.fused_ok]
+        return f"loss={cfg.loss.name}: the fused kernel covers {', '.join(fused_ok)}"
+    if cfg.model.get("name", "mlp") != "mlp":
+        return f"model={cfg.model.name}: the fused kernel covers model=mlp with two hidden layers"
+    if len(cfg.model.hidden) != 2:
+        return f"model.hidden={list(cfg.model.hidden)}: the fused kernel needs two hidden layers"
+    if cfg.kernel == "auto" and math.prod(cfg.model.hidden) > MAX_AUTO_WIDTHS:
+        return (f"model.hidden={list(cfg.model.hidden)}: above {MAX_AUTO_WIDTHS} weights in the middle layer "
+                "the torch path's matrix products are faster (kernel=fused forces the fused kernel)")
+    if cfg.model.activation not in ACTIVATION_IDS:
+        return (f"model.activation={cfg.model.activation}: the fused kernel covers "
+                f"{', '.join(ACTIVATION_IDS)}")
+    if os.name != "posix":
+        return "the fused kernel's build cache needs a POSIX system"
+    return None
+
+
+def choose(cfg: DictConfig) -> tuple[str, str]:
+    """The kernel this run uses (fused or torch) and why; ConfigError when kernel=fused cannot run."""
+    if cfg.kernel == "torch":
+        return "torch", "kernel=torch"
+    reason = not_applicable(cfg)
+    if reason is None:
+        try:
+            load()
+        except BuildError as err:
+            reason = f"the fused kernel is unavailable: {err}"
+        else:
+            return "fused", f"kernel={cfg.kernel}: C++ kernel built for this CPU"
+    if cfg.kernel == "fused":
+        raise ConfigError(f"kernel=fused: {reason}; use kernel=auto or kernel=torch")
+    return "torch", reason
+
+
+def check_config(cfg: DictConfig) -> None:
+    """For config validation: kernel is one of KERNELS, the kernel cache (when the fused kernel may run)
+    is a usable directory, and kernel=fused can run (builds it if needed)."""
+    if cfg.kernel not in KERNELS:
+        raise ConfigError(f"kernel={cfg.kernel}: must be one of {', '.join(KERNELS)}")
+    if cfg.kernel != "torch" and not_applicable(cfg) is None:
+        problem = cache_problem()
+        if problem:
+            raise ConfigError(problem)
+    if cfg.kernel == "fused":
+        choose(cfg)
+
+
+def cache_root() -> Path:
+    """Where built kernels are kept: $DSMEXP_KERNEL_CACHE, else $XDG_CACHE_HOME/dsmexp/kernels (~/.cache)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dsmexp" / "kernels"
+
+
+def cache_problem() -> str | None:
+    """One line when the kernel cache cannot be a directory (a regular file, or a file on its path)."""
+    root = cache_root()
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                named = f"{CACHE_ENV}={root}" if os.environ.get(CACHE_ENV) else f"the kernel cache {root}"
+                what = ("is not a directory" if path == root
+                        else f"lies under {path}, which is not a directory")
+                return f"{named}: {what}; name a directory (or unset {CACHE_ENV}), or use kernel=torch"
+            return None
+    return None
+
+
+_loaded: ctypes.CDLL | BuildError | None = None
+
+
+def load() -> ctypes.CDLL:
+    """The compiled library, built on first use and cached on disk; BuildError when it cannot be."""
+    global _loaded
+    if _loaded is None:
+        try:
+            _loaded = _build()
+        except BuildError as err:
+            _loaded = err
+    if isinstance(_loaded, BuildError):
+        raise _loaded
+    return _loaded
+
+
+def library_path(compiler: str) -> Path:
+    """The cached library for this source, compiler, flags and CPU."""
+    return cache_root() / f"dsmexp_fused_{_build_key(compiler)}.so"
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise BuildError(f"no C++ compiler (CXX={compiler} not found)")
+    problem = cache_problem()
+    if problem:
+        raise BuildError(problem)
+    target = library_path(compiler)
+    if not target.exists():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise BuildError(f"cannot create the kernel cache {target.parent} ({err.strerror})") from None
+        doing = f"is compiling the fused CPU kernel into {target.parent}"
+        try:
+            with exclusive(target.with_suffix(".lock"), doing, LOCK_WAIT_S):  # one builder per key at once
+                if not target.exists():  # not built by the process we waited for
+                    _compile(compiler, target)
+        except DsmexpError as err:  # the wait ran out, or the lock file is a link or cannot be written
+            raise BuildError(f"{err}; use kernel=torch") from None
+    try:
+        return _bind(ctypes.CDLL(str(target)))
+    except (OSError, AttributeError) as err:
+        raise BuildError(f"cannot load {target} ({err}); delete it to rebuild") from None
+
+
+def _compile(compiler: str, target: Path) -> None:
+    """Compile SOURCE into a temporary file beside `target` and rename it into place (whole or not at all)."""
+    for stale in target.parent.glob(f"{target.stem}.*.tmp"):  # left by a killed builder: we hold the lock
+        stale.unlink(missing_ok=True)
+    partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
+    command = [compiler, *CFLAGS, str(SOURCE), "-o", str(partial)]
+    notice(f"compiling the fused CPU kernel with {compiler} into {target.parent} (first use of this "
+           "source, compiler and CPU; some seconds to a minute; kernel=torch skips it)")
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    except OSError as err:
+        raise BuildError(f"the C++ compiler {compiler} does not run ({err.strerror})") from None
+    try:
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=HEARTBEAT_S)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - start
+                if elapsed > COMPILE_TIMEOUT_S:
+                    proc.kill()
+                    raise BuildError(f"the compile ran over {COMPILE_TIMEOUT_S:.0f} s; stopped") from None
+                notice(f"still compiling the fused CPU kernel ({elapsed:.0f} s so far)")
+        if proc.returncode != 0:
+            lines = [line for line in output.splitlines() if "error" in line] or output.splitlines() or ["?"]
+            raise BuildError(f"the build failed ({lines[0].strip()})")
+        os.replace(partial, target)
+    finally:
+        if proc.poll() is None:  # interrupted while the compiler ran
+            proc.kill()
+            proc.wait()
+        partial.unlink(missing_ok=True)
+    notice(f"compiled the fused CPU kernel in {time.monotonic() - start:.1f} s ({target.name})")
+
+
+def _die_with_parent() -> None:
+    """In the compiler's process (Linux): be killed when dsmexp dies, however it dies, so no orphaned
+    compile goes on writing into the cache."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the C entry point's signature (see fused_step.cpp)."""
+    fn = lib.dsmexp_fused_step
+    i64, i32, dbl, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
+    fn.argtypes = [ptr, ptr, i64, i64, i32, i32, i32, dbl, ctypes.POINTER(ptr), ptr, i32, i32, i32, i32,
+                   ptr, ptr, ptr, ptr]
+    fn.restype = i32
+    return lib
+
+
+def _build_key(compiler: str) -> str:
+    """Hash of everything the library depends on: source, flags, compiler (path and version) and this
+    CPU's features (a cache shared between machines holds one build per instruction set)."""
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        raise BuildError(f"the C++ compiler {compiler} does not run ({err})") from err
+    parts = [SOURCE.read_bytes().decode(), " ".join(CFLAGS), shutil.which(compiler) or compiler, version,
+             platform.machine(), _cpu_features()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _cpu_features() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+class FusedKernel:
+    """step.step_terms for the two-hidden-layer MLP in one C++ pass (same arguments, same result
+    to float32 rounding). chunk_size is accepted and unused: nothing per point is kept in memory."""
+
+    def __init__(self, model: ScoreMLP) -> None:
+        self.model, self.module = model, load()
+        self.activation = ACTIVATION_IDS[model.activation_name]
+
+    def step_terms(self, x: Tensor, eps: Tensor | None, sigma: float, loss: str, diagnostics: bool = True,
+                   chunk_size: int | None = None) -> StepTerms:
+        noisy = sigma > 0
+        params = [p.detach().contiguous() for p in self.model.parameters()]
+        w1, _, w2, _, w3, _ = params
+        bmat = w1 @ w3
+        cmat = (w2 * bmat.T).contiguous()
+        e_fm = eps.permute(2, 0, 1).contiguous() if noisy else None  # (d, M, N)
+        trains = objective(loss).trains  # "ism" or "dsm": the fused kernel covers the exact objectives
+        want_ism = trains == "ism" or diagnostics
+        want_dsm = noisy and (trains == "dsm" or diagnostics)
+        sums_out, flat, g_c, shifts = self._call(x.T.contiguous(), e_fm, float(sigma),
+                                                 params, cmat, want_ism, want_dsm)
+        count = x.shape[0] * (eps.shape[0] if noisy else 1)
+        sums = StepSums(sigma)
+        sums.count = sums.fits.count = count
+        rows = [0, 1] if noisy else [0]
+        sums.fits.shift = shifts[rows, None]
+        sums.fits.sum1, sums.fits.sum2 = sums_out[[3, 5]][rows], sums_out[[4, 6]][rows]
+        sums.squares = sums_out[:3] if noisy else sums_out[:1]
+        grads = [_split(flat[r], params) for r in range(2)]
+        g_ism = self._add_c_path(grads[0], g_c, params, bmat) if want_ism else None
+        g_ism = [g / count for g in g_ism] if want_ism else None
+        g_dsm = [g / count for g in grads[1]] if want_dsm else None
+        metrics = assemble(sums, None, g_ism, g_dsm, None, loss, sums_out)
+        trained = g_ism if trains == "ism" else g_dsm
+        return StepTerms(metrics, [g.to(p.dtype) for g, p in zip(trained, params)])
+
+    def _call(self, x_fm: Tensor, e_fm: Tensor | None, sigma: float, params: list[Tensor], cmat: Tensor,
+              ism: bool, dsm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One call of the C entry point on contiguous float32 CPU tensors; float64 sums come back."""
+        for t in (x_fm, e_fm, cmat, *params):
+            if t is not None and not (t.dtype == torch.float32 and t.device.type == "cpu"
+                                      and t.is_contiguous()):
+                raise ValueError("the fused kernel takes contiguous float32 CPU tensors")
+        d, n = x_fm.shape
+        m = e_fm.shape[1] if e_fm is not None else 1
+        n1, n2 = params[0].shape[0], params[2].shape[0]
+        size = sum(p.numel() for p in params)
+        f64 = {"dtype": torch.float64}
+        sums, flat, g_c, shifts = (torch.zeros(7, **f64), torch.zeros(2, size, **f64),
+                                   torch.zeros(n2, n1, **f64), torch.zeros(2, **f64))
+        pointers = (ctypes.c_void_p * 6)(*(p.data_ptr() for p in params))
+        status = self.module.dsmexp_fused_step(
+            x_fm.data_ptr(), e_fm.data_ptr() if e_fm is not None else None, n, m, d, n1, n2, sigma,
+            pointers, cmat.data_ptr(), self.activation, int(ism), int(dsm), torch.get_num_threads(),
+            sums.data_ptr(), flat.data_ptr(), g_c.data_ptr(), shifts.data_ptr())
+        if status != 0:
+            raise RuntimeError(f"the fused kernel returned {status}")
+        return sums, flat, g_c, shifts
+
+    @staticmethod
+    def _add_c_path(grads: list[Tensor], g_c: Tensor, params: list[Tensor], bmat: Tensor) -> list[Tensor]:
+        """The divergence's gradient through C = W2 * B^T, B = W1 W3, from G_C = sum D2 D1^T."""
+        w1, _, w2, _, w3, _ = (p.double() for p in params)
+        g_b = (g_c * w2).T
+        grads[2] += g_c * bmat.double().T
+        grads[0] += g_b @ w3.T
+        grads[4] += w1.T @ g_b
+        return grads
+
+
+def _split(flat: Tensor, params: list[Tensor]) -> list[Tensor]:
+    """A flat gradient in parameter order, split and shaped like the parameters."""
+    return [g.view(p.shape) for g, p in zip(flat.split([p.numel() for p in params]), params)]

@@ -1,0 +1,100 @@
+"""Every objective dsmexp trains, one row each: the only list of objectives (docs/architecture.md,
+Adding an objective). Configs (loss=NAME), the training step, the fused kernel's eligibility, the
+memory estimate, figures, reports, the dimension study and the benchmark all read these rows.
+
+Exact objectives share one pass over the shared batch z = x + sigma * eps (step.step_terms): ISM
+(Eq. 8) trains the exact-divergence gradient, DSM (Eq. 7) and DSM-S (Eq. 9) the denoising one (the same
+gradient; DSM adds the constant const_dsm). Estimators of ISM (estimators.py) add their own terms (*_est)
+on the same z through their term function.
+
+Adding an objective: conf/loss/NAME.yaml, one row below, and (for an estimator) its term function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dsmexp.core.objectives.estimators import fd_ssm_terms, ssm_terms, ssm_vr_terms
+
+ISM_COLOUR, DSM_COLOUR = "#1f77b4", "#ff7f0e"  # fixed across every figure: ISM blue, DSM orange
+GRADIENTS = ("ism", "dsm", "est")  # the gradients a step can compute: exact ISM, DSM (= DSM-S), estimator
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: what it trains, which columns hold its value, what it needs, how it is drawn.
+
+    trains: the gradient it trains (GRADIENTS); loss_column: the metrics.csv column of its value;
+    needs_noise: it has no meaning at sigma = 0 (DSM's target is -eps/sigma); fused_ok: the fused C++
+    kernel computes it; terms: an estimator's term function (kernel, z, v, fd_eps) -> EstimatorChunk,
+    None for the exact objectives; points_per_projection: network evaluations per point and projection
+    (the estimators' sub-chunking); keys: the settings it alone reads.
+    """
+
+    name: str
+    label: str
+    trains: str
+    loss_column: str
+    needs_noise: bool = False
+    fused_ok: bool = False
+    terms: Callable | None = None
+    points_per_projection: int = 1
+    keys: tuple[str, ...] = ()
+    colour: str = "k"
+    marker: str = "o"
+    long_label: str = ""
+
+    @property
+    def estimator(self) -> bool:
+        """A stochastic estimator of ISM: it draws projections and logs the *_est columns."""
+        return self.terms is not None
+
+    @property
+    def grad_norm_column(self) -> str:
+        return f"grad_norm_{self.trains}"
+
+    @property
+    def fit_column(self) -> str:
+        """The column of its fitting term (the term Prop. 2 compares)."""
+        return {"ism": "fit_ism", "dsm": "fit_dsm", "est": "fit_est"}[self.trains]
+
+    @property
+    def title(self) -> str:
+        """The label where objectives of both kinds are compared (the exact trace named as such)."""
+        return self.long_label or self.label
+
+
+_SLICED_KEYS = ("projections", "projection")
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
+    Objective("ism", "ISM", "ism", "loss_ism", fused_ok=True, colour=ISM_COLOUR, marker="o",
+              long_label="exact ISM"),
+    Objective("dsm", "DSM", "dsm", "loss_dsm", needs_noise=True, fused_ok=True, colour=DSM_COLOUR,
+              marker="x"),
+    Objective("dsm_s", "DSM-S", "dsm", "loss_dsm_s", needs_noise=True, fused_ok=True, colour=DSM_COLOUR,
+              marker="v"),
+    Objective("ssm", "SSM", "est", "loss_est", terms=ssm_terms, keys=_SLICED_KEYS, colour="#2ca02c",
+              marker="^"),
+    Objective("ssm_vr", "SSM-VR", "est", "loss_est", terms=ssm_vr_terms, keys=_SLICED_KEYS, colour="#9467bd",
+              marker="s"),
+    Objective("fd_ssm", "FD-SSM", "est", "loss_est", terms=fd_ssm_terms, points_per_projection=2,
+              keys=(*_SLICED_KEYS, "fd_eps"), colour="#8c564b", marker="D"),
+)}
+
+
+def objective(name: str) -> Objective:
+    """The row of `name`; KeyError naming the known objectives."""
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise KeyError(f"unknown objective {name!r}: one of {', '.join(OBJECTIVES)}") from None
+
+
+def estimators() -> tuple[str, ...]:
+    """The names of the stochastic estimators of ISM, in registry order."""
+    return tuple(name for name, o in OBJECTIVES.items() if o.estimator)
+
+
+def title(name: str) -> str:
+    """The objective's title where exact and estimated objectives are compared (an unknown name as is)."""
+    return OBJECTIVES[name].title if name in OBJECTIVES else name

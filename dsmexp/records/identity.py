@@ -1,0 +1,110 @@
+"""A run's identity: the settings that change its numbers, and the check that a run directory holds
+this run (and only files dsmexp wrote) before anything in it is touched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dsmexp.config.dataset import DATASET_SCHEMAS
+from dsmexp.config.root import Config
+from dsmexp.errors import ConfigError
+from dsmexp.records import artifacts
+from dsmexp.safe_io import unreadable
+
+# Keys that do not change the logged numbers (how fast a run goes, or only the end-of-run score field);
+# runs that differ only here are the same run. threads and chunk_size change the last float32 digits
+# (summing in another order), so summary.json records them and a resume that changes them warns.
+GROUPS = ("dataset", "loss", "model", "optimizer")  # a group's chosen option is the column named for it
+NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "kernel", "checkpoint_every",
+                   "grid_size", "logger")
+
+
+def result_config(cfg: DictConfig) -> dict:
+    """The resolved config minus the keys that do not change the numbers (NON_RESULT_KEYS)."""
+    keys = [k for k in cfg if k not in NON_RESULT_KEYS and k != "hydra"]
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in keys}
+
+
+def check_existing_run(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """Check what run_dir already holds before anything in it is touched; only reads.
+
+    Raises RunFileError for a file under a dsmexp name that dsmexp did not write or cannot read, and
+    ConfigError for a run with other settings (unless overwrite=true). Returns the summary of a
+    finished run with these settings (to be skipped), else None. Called before Hydra writes anything
+    for a job (command line, sweeper) and again by run() once it owns the directory.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    artifacts.check_run_files(run_dir, overwrite=cfg.overwrite)
+    if cfg.overwrite:
+        return None
+    summary = artifacts.read_summary(run_dir)
+    stored = summary.get("config") if summary else None
+    what = "summary.json"
+    if stored is None:
+        state = artifacts.load_checkpoint(run_dir / artifacts.CHECKPOINT_FILE)
+        stored, what = (state["config"] if state else None), "checkpoint.pt"
+    if stored is None:
+        return None
+    stored = _with_dataset_defaults({k: v for k, v in stored.items() if k not in NON_RESULT_KEYS})
+    current = result_config(cfg)
+    defaults = _schema_defaults()
+    # a key the stored run predates counts as its default value (runs stay valid as the schema grows)
+    differing = sorted(k for k in set(stored) | set(current)
+                       if stored.get(k, defaults.get(k)) != current.get(k))
+    if differing:
+        raise ConfigError(
+            f"{run_dir} holds a run with other settings ({', '.join(differing)} differ, per its {what}); "
+            "pass overwrite=true to replace it, or choose another hydra.run.dir / hydra.sweep.dir")
+    return summary if summary is not None and summary["status"] in artifacts.FINISHED else None
+
+
+def _with_dataset_defaults(stored: dict) -> dict:
+    """A stored config whose dataset group predates a dataset key gets that key's schema default."""
+    dataset = stored.get("dataset")
+    if not isinstance(dataset, dict) or dataset.get("name") not in DATASET_SCHEMAS:
+        return stored
+    defaults = OmegaConf.to_container(OmegaConf.structured(DATASET_SCHEMAS[dataset["name"]]))
+    return stored | {"dataset": defaults | dataset}
+
+
+def _schema_defaults() -> dict:
+    """Top-level schema defaults (plain values only), for runs stored before a key existed."""
+    schema = OmegaConf.structured(Config)
+    return {k: schema[k] for k in schema if not OmegaConf.is_missing(schema, k)
+            and not OmegaConf.is_config(schema[k])}
+
+
+def run_config(run_dir: Path) -> dict:
+    """The settings a run's numbers belong to: summary.json's copy, else what Hydra recorded at launch
+    (minus the keys that change speed but not numbers, as in summary.json); RunFileError naming the file
+    when neither can be read."""
+    summary = artifacts.read_summary(run_dir)
+    if summary and summary.get("config"):
+        return summary["config"]
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # noqa: BLE001 - yaml and OmegaConf raise several types
+        raise unreadable(path, type(err).__name__) from None
+    if not isinstance(config, dict):
+        raise unreadable(path, "not a mapping of settings")
+    return {k: v for k, v in config.items() if k not in NON_RESULT_KEYS}
+
+
+def config_columns(config: dict) -> dict:
+    """A nested run config as flat columns: {"optimizer": {"name": "adam", "lr": 0.1}} gives
+    {"optimizer": "adam", "optimizer.lr": 0.1}; lists become their JSON text."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            for sub, inner in config_columns(value).items():
+                flat[key if key in GROUPS and sub == "name" else f"{key}.{sub}"] = inner
+        else:
+            flat[key] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+    return flat

@@ -1,0 +1,180 @@
+"""metrics.csv, one row per step (README, What a run leaves behind): its one reader and its one writer.
+
+- The writer (MetricsWriter) appends whole rows and fsyncs them before each checkpoint that counts
+  them; a resume rewrites the file atomically with the rows its checkpoint accounts for (rows_before).
+- The reader (_parse) knows a header dsmexp wrote now or before (older versions logged a subset of
+  today's columns) and leaves out a last line without its newline (a row cut short by a stop);
+  load_metrics, the pandas view, refuses any other malformed row, naming the file and the line
+  (RunFileError); read_metrics is the same as a dict of arrays.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dsmexp.core.evaluation import EVAL_METRICS
+from dsmexp.core.objectives.terms import METRICS
+from dsmexp.errors import RunFileError
+from dsmexp.safe_io import foreign, open_append, replace_atomically, unreadable, write_failed
+
+METRICS_FILE = "metrics.csv"
+COLUMNS = ("step", *METRICS, *EVAL_METRICS, "time_s")
+
+
+def is_metrics_header(header: Sequence[str]) -> bool:
+    """True for a header dsmexp writes now or wrote before: step, then columns of COLUMNS in order,
+    then time_s (older versions logged a subset of today's columns)."""
+    if len(header) < 2 or header[0] != "step" or header[-1] != "time_s":
+        return False
+    position = -1
+    for name in header:
+        if name not in COLUMNS or COLUMNS.index(name) <= position:
+            return False
+        position = COLUMNS.index(name)
+    return True
+
+
+def _parse(path: Path) -> tuple[list[str], list[list[float]], list[tuple[int, str]]]:
+    """metrics.csv as (header, rows as numbers, (line number, what is wrong) of the rows that do not parse).
+
+    A last line without its newline is a row cut short by a stop: it is left out and not reported.
+    """
+    try:
+        with Path(path).open(newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise unreadable(path, str(err)) from None
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    rows = list(csv.reader(io.StringIO("".join(lines))))
+    if not rows:
+        raise unreadable(path, "empty, no header")
+    header = rows[0]
+    if not is_metrics_header(header):
+        raise foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
+    parsed, bad = [], []
+    for number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            bad.append((number, f"line {number} does not have {len(header)} fields"))
+            continue
+        try:
+            values = [float(v) for v in row]
+        except ValueError as err:
+            bad.append((number, f"line {number}: a value is not a number ({err})"))
+            continue
+        if not (values[0].is_integer() and values[0] >= 0):
+            bad.append((number, f"line {number}: step {row[0]!r} is not a step number"))
+            continue
+        parsed.append(values)
+    return header, parsed, bad
+
+
+def load_metrics(run: str | Path) -> pd.DataFrame:
+    """A run's metrics.csv (pass the run directory or the file): step as int64, every other column
+    float64, NaN where a metric was not computed at that step. A last line without its newline is a
+    row cut short by a stop (training appends whole lines) and is left out. A file dsmexp did not write,
+    or any other row with the wrong number of fields or a value that is not a number, raises
+    RunFileError naming the file and the line."""
+    path = Path(run)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    header, rows, bad = _parse(path)
+    if bad:
+        raise unreadable(path, bad[0][1])
+    table = pd.DataFrame(np.array(rows, dtype=np.float64).reshape(len(rows), len(header)), columns=header)
+    return table.astype({"step": "int64"})
+
+
+def check_metrics_header(path: Path) -> None:
+    """Raise RunFileError unless path is a metrics.csv dsmexp wrote (only its first line is read)."""
+    try:
+        with Path(path).open(newline="") as f:
+            header = next(csv.reader([f.readline()]), [])
+    except (OSError, UnicodeDecodeError) as err:
+        raise unreadable(path, str(err)) from None
+    if not is_metrics_header(header):
+        raise foreign(path, f"its header starts {','.join(header[:3])[:60]!r}")
+
+
+def read_metrics(path: Path) -> dict[str, np.ndarray]:
+    """metrics.csv as a dict of column name -> float array (step as int), the arrays of load_metrics."""
+    table = load_metrics(path)
+    return {name: table[name].to_numpy() for name in table.columns}
+
+
+def rows_before(path: Path, first_step: int) -> tuple[list[list[float]], str | None]:
+    """For a resume at first_step: the logged rows of steps 0..first_step-1 and, when they are not all
+    there exactly once, why not. Rows with the wrong number of fields are dropped."""
+    if not Path(path).exists():
+        return [], (f"{path} is missing" if first_step > 0 else None)
+    header, rows, _ = _parse(path)
+    if tuple(header) != COLUMNS:
+        raise RunFileError(f"{path}: written by an older dsmexp with other columns, so this run cannot be "
+                           "continued; pass overwrite=true to train it again")
+    kept = [r for r in rows if r[0] < first_step]
+    steps = [int(r[0]) for r in kept]
+    if steps != list(range(first_step)):
+        missing = sorted(set(range(first_step)) - set(steps))
+        why = (f"steps {missing[0]}..{missing[-1]} ({len(missing)} rows) are missing" if missing
+               else "some steps are logged twice")
+        return [], f"{path} does not hold exactly steps 0..{first_step - 1}: {why}"
+    return kept, None
+
+
+class MetricsWriter:
+    """Appends rows to metrics.csv as training goes. It starts from `kept` (the rows a resume keeps,
+    from rows_before), rewriting the file atomically; sync() makes the rows so far durable."""
+
+    def __init__(self, path: Path, kept: list[list[float]] | None = None) -> None:
+        self.path = path
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerow(COLUMNS)
+                self._write_rows(f, kept or [])
+        replace_atomically(path, write)
+        self._file = open_append(path, newline="")
+
+    @staticmethod
+    def _write_rows(f: Any, rows: Iterable[Sequence[float]]) -> None:
+        writer = csv.writer(f)
+        for row in rows:
+            writer.writerow([int(row[0]), *(repr(float(v)) for v in row[1:])])
+
+    def write(self, rows: Iterable[Sequence[float]]) -> None:
+        try:
+            self._write_rows(self._file, rows)
+            self._file.flush()
+        except OSError as err:
+            raise write_failed(self.path, err) from None
+
+    def sync(self) -> None:
+        """fsync the rows written so far (called before every checkpoint that counts them)."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as err:
+            raise write_failed(self.path, err) from None
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the rows that matter were synced with the checkpoint
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

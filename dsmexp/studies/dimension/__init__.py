@@ -1,0 +1,1 @@
+"""The dimension study: its numbers and verdict, timing, figures and report."""

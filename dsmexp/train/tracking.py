@@ -1,0 +1,262 @@
+"""Live tracking (logger=none|tensorboard|mlflow): the rows of metrics.csv, in the batches the training
+loop writes them, also go to TensorBoard or MLflow, and the end of a run is reported there too.
+
+- tensorboard: event files in the run directory itself, so every job is one TensorBoard run and
+  `tensorboard --logdir <sweep dir>` compares a sweep. A resumed run purges the steps after its
+  checkpoint, as metrics.csv does. The sweep's figures are added by `dsmexp.report` (figures_to_tensorboard).
+- mlflow: one MLflow run per job (named by its directory, the flattened config as params, every metric
+  per step, summary.json and score_field.npz as artifacts) in one experiment per sweep directory
+  (experiment_name: its path, with ' and \\ written %27 and %5C).
+  The store is MLFLOW_TRACKING_URI when set, else a local file store, outputs/mlruns (no server).
+
+Both need the optional extra (`pip install "dsmexp[tracking]"`). The preflight (preflight.py) rejects an
+unknown logger, a missing package or an unreachable MLFLOW_TRACKING_URI before any work (check_logger).
+A new backend is one BACKENDS entry (a class with log_rows and finish) and its PACKAGES entry. Once
+training runs, a tracker that fails (disk full, server gone) is reported once and dropped: the run goes
+on, and metrics.csv, the record, is never affected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dsmexp.records import artifacts
+from dsmexp.records.identity import config_columns
+from dsmexp.safe_io import exclusive
+
+log = logging.getLogger(__name__)
+
+PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}
+MLFLOW_STORE = Path("outputs") / "mlruns"  # relative to the working directory, like outputs/runs
+RUN_DIR_TAG = "dsmexp.run_dir"
+RUN_DIR_ID_TAG = "dsmexp.run_dir_sha256"  # the run directory's path hashed: safe in a filter string
+
+
+def _path_id(path_text: str) -> str:
+    return hashlib.sha256(path_text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def experiment_name(sweep_dir: Path) -> str:
+    """The MLflow experiment of a sweep directory: its path as the user named it, with ' and \\ written
+    %27 and %5C (MLflow's file store looks experiments up by a quoted name, and cannot quote those;
+    runs are found by their own path, so two directories sharing an experiment never mix)."""
+    return _shown(sweep_dir).replace("'", "%27").replace("\\", "%5C")
+
+
+def _quotable(text: str) -> bool:
+    """True when '{text}' is a string in an MLflow filter (MLflow has no escape for a quote in it)."""
+    return not any(ch in text for ch in "'\\")
+
+
+def check_logger(logger: str) -> str | None:
+    """Why `logger` cannot work here, as one line naming the key, or None when it can."""
+    if logger not in LOGGERS:
+        return f"logger={logger}: must be one of {', '.join(LOGGERS)}"
+    if logger == "none":
+        return None
+    module, package = PACKAGES[logger]
+    if importlib.util.find_spec(module) is None:
+        return (f"logger={logger}: the {package} package is not installed; "
+                f"pip install \"dsmexp[tracking]\" (or pip install {package})")
+    if logger == "mlflow":
+        return _unreachable(os.environ.get("MLFLOW_TRACKING_URI", ""))
+    return None
+
+
+@functools.cache
+def _unreachable(uri: str) -> str | None:
+    """A line saying an http(s) tracking server does not answer, checked once per process."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return None  # local stores (file, sqlite, a path) are created on first use
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=5).close()
+    except OSError as err:
+        return (f"MLFLOW_TRACKING_URI={uri}: cannot reach {parsed.hostname}:{port} "
+                f"({err.strerror or err}); start the server, or unset it to log to {MLFLOW_STORE}")
+    return None
+
+
+def finite(columns: Sequence[str], row: Sequence[float]) -> dict[str, float]:
+    """A metrics.csv row as {metric: value}, without step and without the NaN of metrics that were not
+    computed at that step (and the non-finite values of a diverging step: metrics.csv keeps them)."""
+    return {name: float(v) for name, v in zip(columns[1:], row[1:]) if math.isfinite(v)}
+
+
+class TensorBoardBackend:
+    def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step hides events a previous attempt logged at or after the step training resumes from;
+        # a long queue keeps a step from waiting on the writer thread (it checksums in Python)
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=first_step, max_queue=1000,
+                                    flush_secs=10)
+        self.columns = columns
+
+    def log_rows(self, rows: Sequence[Sequence[float]]) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        for row in rows:  # one event per step holding every metric, as add_scalar would write them
+            values = [Summary.Value(tag=k, simple_value=v) for k, v in finite(self.columns, row).items()]
+            self.writer.file_writer.add_summary(Summary(value=values), int(row[0]))
+
+    def finish(self, status: str, run_dir: Path) -> None:
+        self.writer.close()
+
+
+@contextlib.contextmanager
+def _store_lock(store: Path | None):
+    """An exclusive OS lock on a local MLflow file store (a file store does not keep names unique when
+    two processes create one experiment at once); a server keeps them unique itself."""
+    if store is None:
+        yield
+        return
+    store.mkdir(parents=True, exist_ok=True)
+    with exclusive(store / ".dsmexp-create.lock", f"is creating an MLflow experiment in {store}"):
+        yield
+
+
+class MlflowBackend:
+    def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int) -> None:
+        from mlflow import MlflowClient
+        from mlflow.entities import Param, RunStatus
+
+
+        # a server that goes away mid-run costs a few seconds, not MLflow's minutes of retries
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or MLFLOW_STORE.resolve().as_uri()
+        if uri.startswith("file:") or "://" not in uri:
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for this opt-in
+        self.client, self.columns = MlflowClient(tracking_uri=uri), columns
+        store = Path(urlparse(uri).path) if uri.startswith("file:") else None
+        with _store_lock(store):  # jobs of a sweep starting together must not create the experiment twice
+            experiment = self._experiment(experiment_name(run_dir.parent))
+        run_dir_text = str(Path(run_dir).resolve())
+        earlier = self._earlier_run(experiment, run_dir_text)
+        if earlier is not None and earlier.info.status != RunStatus.to_string(RunStatus.FINISHED):
+            self.run_id = earlier.info.run_id  # a resumed job continues its MLflow run
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(experiment, run_name=run_dir.name, tags={
+                RUN_DIR_TAG: run_dir_text, RUN_DIR_ID_TAG: _path_id(run_dir_text)})
+            self.run_id = run.info.run_id
+            params = [Param(k, str(v)[:6000]) for k, v in config_columns(config).items()]
+            self.client.log_batch(self.run_id, params=params)
+
+    def _earlier_run(self, experiment: str, run_dir_text: str):
+        """The latest MLflow run of this run directory, or None. Found by the hash of its path (a filter
+        string cannot quote every path: MLflow has no escape for a quote in it); runs that predate that
+        tag, by the path itself where it holds no quote or backslash."""
+        filters = [f"tags.`{RUN_DIR_ID_TAG}` = '{_path_id(run_dir_text)}'"]
+        if _quotable(run_dir_text):
+            filters.append(f"tags.`{RUN_DIR_TAG}` = '{run_dir_text}'")
+        for text in filters:
+            found = self.client.search_runs([experiment], text, max_results=1,
+                                            order_by=["attributes.start_time DESC"])
+            if found and found[0].data.tags.get(RUN_DIR_TAG) == run_dir_text:
+                return found[0]
+        return None
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except Exception:  # another job of the sweep created it first
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def log_rows(self, rows: Sequence[Sequence[float]]) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(k, v, stamp, int(row[0]))
+                   for row in rows for k, v in finite(self.columns, row).items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, status: str, run_dir: Path) -> None:
+
+        for name in (artifacts.SUMMARY_FILE, artifacts.FIELD_FILE):
+            if (run_dir / name).exists():
+                self.client.log_artifact(self.run_id, str(run_dir / name))
+        self.client.set_tag(self.run_id, "status", status)
+        self.client.set_terminated(self.run_id, "FAILED" if status == "failed" else "FINISHED")
+
+
+BACKENDS = {"tensorboard": TensorBoardBackend, "mlflow": MlflowBackend}
+LOGGERS = ("none", *BACKENDS)
+
+
+class Tracker:
+    """What the training loop calls. Forwards to the chosen backend; the backend's first exception is
+    logged once as a warning and the backend dropped, so training and metrics.csv go on unaffected."""
+
+    def __init__(self, logger: str = "none", backend=None) -> None:
+        self.logger, self.backend = logger, backend
+
+    @classmethod
+    def start(cls, logger: str, run_dir: Path, config: dict, columns: Sequence[str],
+              first_step: int) -> Tracker:
+        tracker = cls(logger)
+        if logger != "none":
+            tracker._call(lambda: setattr(tracker, "backend",
+                                          BACKENDS[logger](Path(run_dir), config, columns, first_step)),
+                          when="starting")
+        return tracker
+
+    def log_rows(self, rows: Sequence[Sequence[float]]) -> None:
+        if self.backend is not None:
+            self._call(lambda: self.backend.log_rows(rows), when=f"at step {int(rows[0][0])}")
+
+    def finish(self, status: str, run_dir: Path) -> None:
+        if self.backend is not None:
+            self._call(lambda: self.backend.finish(status, Path(run_dir)), when="at the end of the run")
+            self.backend = None
+
+    def _call(self, action, when: str) -> None:
+        try:
+            action()
+        except Exception as err:
+            self.backend = None
+            line = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+            log.warning("logger=%s failed %s (%s); training goes on without it, metrics.csv has every "
+                        "step", self.logger, when, line)
+
+
+def figures_to_tensorboard(sweep_dir: Path, pngs: Sequence[Path]) -> Path | None:
+    """Add a sweep's figure images to TensorBoard as the run `figures` beside its jobs, when any job of
+    the sweep logged there (logger=tensorboard); returns that run's directory, else None."""
+    sweep_dir = Path(sweep_dir)
+    if importlib.util.find_spec("tensorboard") is None or not any(
+            p.parent != sweep_dir / "figures" for p in sweep_dir.rglob("events.out.tfevents.*")):
+        return None
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    target = sweep_dir / "figures"
+    with SummaryWriter(log_dir=str(target), purge_step=0) as writer:  # a redraw replaces the images
+        for png in sorted(p for p in pngs if Path(p).suffix == ".png"):
+            writer.add_image(Path(png).stem, plt.imread(png)[..., :3], 0, dataformats="HWC")
+    return target
+
+
+def _shown(path: Path) -> str:
+    """A directory as the user named it: relative to the working directory when inside it."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

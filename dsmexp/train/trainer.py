@@ -1,0 +1,413 @@
+"""One run: full-batch training with fresh noise every step, every section-4 term logged, checkpoints,
+resume from the last checkpoint, and a summary. Diverging is a result; raising is a failure."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import platform
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+import dsmexp
+from dsmexp import safe_io
+from dsmexp.core.datasets import build_dataset
+from dsmexp.core.evaluation import EVAL_METRICS, HeldOut
+from dsmexp.core.kernels.select import make_kernel
+from dsmexp.core.networks import build_model
+from dsmexp.core.objectives import fused
+from dsmexp.core.objectives.estimators import draw_projections
+from dsmexp.core.objectives.registry import objective
+from dsmexp.core.objectives.step import CPU_CHUNK, CUDA_CHUNK, step_terms
+from dsmexp.core.objectives.terms import METRICS
+from dsmexp.core.optimizers import build_optimizer
+from dsmexp.core.reference import ReferenceUnavailable, reference_score
+from dsmexp.errors import RunFileError
+from dsmexp.records import artifacts, metrics_file
+from dsmexp.records.identity import NON_RESULT_KEYS, check_existing_run, result_config
+from dsmexp.records.runlock import RunLock
+from dsmexp.train.preflight import preflight
+from dsmexp.train.tracking import Tracker
+
+log = logging.getLogger(__name__)
+__all__ = ["NON_RESULT_KEYS", "Interrupted", "Trainer", "check_existing_run", "result_config", "run",
+           "write_summary"]
+FLUSH_STEPS = {"cpu": 1, "cuda": 25}  # steps between metric copies to the host (one sync each)
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Independent streams derived from the one user seed."""
+
+    data: int
+    init: int
+    noise: int
+    eval: int
+
+    @classmethod
+    def from_seed(cls, seed: int) -> Seeds:
+        return cls(*(int(s) for s in np.random.SeedSequence(seed).generate_state(4)))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training between two steps, after steps_done steps were logged and checkpointed."""
+
+    def __init__(self, steps_done: int) -> None:
+        super().__init__(steps_done)
+        self.steps_done = steps_done
+
+
+@contextlib.contextmanager
+def _sigint_between_steps() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C (SIGINT) into a flag the training loop reads after each step; a second one
+    interrupts at once. Only where Python's own handler is in place (the main thread, SIGINT not
+    ignored or handled by someone else); elsewhere the flag stays False."""
+    hit = []
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: False
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        hit.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def prepare_cpu(threads: int | None = None) -> None:
+    """Flush denormal floats to zero (saturated tanh layers produce them, and each costs ~100 cycles)
+    and set the thread count. Threads created afterwards inherit the flag, so call this early."""
+    torch.set_flush_denormal(True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def run(cfg: DictConfig, run_dir: Path, threads: int | None = None) -> str:
+    """Train the run in run_dir, resume it from its checkpoint, or skip it when it already finished.
+
+    Checks first (preflight: the config, this machine, the directory). The run directory is owned by
+    this process while it trains (runlock.RunLock). Returns the final
+    status: completed or diverged. A failure is recorded in summary.json (when the disk lets us) and
+    re-raised. Ctrl-C while it trains raises Interrupted once the step in progress is logged and
+    checkpointed; the same call resumes from there.
+    """
+    run_dir = Path(run_dir)
+    finished = preflight(cfg, run_dir)  # once per process: the CLI and the sweeper may have run it
+    if finished is not None:
+        return _skip(run_dir, finished)
+    safe_io.make_run_dir(run_dir)
+    with RunLock(run_dir):
+        finished = check_existing_run(cfg, run_dir)  # the lock's last holder may have finished it
+        if finished is not None:
+            return _skip(run_dir, finished)
+        artifacts.remove_stale_temporaries(run_dir)
+        if cfg.overwrite:
+            artifacts.remove_run_files(run_dir)
+        prepare_cpu(threads)
+        trainer = None
+        try:
+            trainer = Trainer(cfg, run_dir)
+            return trainer.fit()
+        except Exception as err:
+            progress = trainer.progress() if trainer is not None else {}
+            error = f"{type(err).__name__}: {err}".splitlines()[0]
+            try:
+                write_summary(run_dir, cfg, "failed", error=error, **progress)
+            except RunFileError:
+                pass  # the disk that stopped the run refuses this file too; the error says what to do
+            if trainer is not None:
+                trainer.tracker.finish("failed", run_dir)
+            raise
+
+
+def _skip(run_dir: Path, summary: dict) -> str:
+    log.info("%s: already %s after %d steps; skipping (overwrite=true trains it again)",
+             run_dir, summary["status"], summary["steps_done"])
+    return summary["status"]
+
+
+class Trainer:
+    """Owns the model, optimiser, noise generator and files of one run."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        self.device = resolve_device(cfg.device)
+        self.dtype = getattr(torch, cfg.dtype)
+        self.seeds = Seeds.from_seed(cfg.seed)
+        self.dataset = build_dataset(cfg.dataset, self.seeds.data)
+        data = self.dataset.sample(self.dataset.n_samples, self.seeds.data)
+        self.x = torch.as_tensor(data, dtype=self.dtype, device=self.device)
+        torch.manual_seed(self.seeds.init)
+        self.model = build_model(cfg.model, self.dataset.dim)
+        self.model.to(device=self.device, dtype=self.dtype)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
+        self.noise = torch.Generator(device=self.device)
+        self.noise.manual_seed(self.seeds.noise)
+        self.kernel, why = fused.choose(cfg)
+        log.info("kernel: %s (%s)", self.kernel, why)
+        self.fused = fused.FusedKernel(self.model) if self.kernel == "fused" else None
+        self.torch_kernel = make_kernel(self.model, compile=cfg.compile) if self.fused is None else None
+        self.held_out = HeldOut(self.dataset, data, cfg.sigma, cfg.eval_samples, self.seeds.eval,
+                                self.device, self.dtype)
+        self.no_eval = torch.full((len(EVAL_METRICS),), math.nan, dtype=torch.float64, device=self.device)
+        self.chunk = cfg.chunk_size or (CUDA_CHUNK if self.device.type == "cuda" else CPU_CHUNK)
+        self.steps_done, self.elapsed = 0, 0.0
+        self.last_row: dict[str, float] = {}
+        self.diverged_step: int | None = None
+        self.tracker = Tracker()  # logger=none until fit() starts the configured one
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / artifacts.CHECKPOINT_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / metrics_file.METRICS_FILE
+
+    def fit(self) -> str:
+        """Resume if a checkpoint is there, train to cfg.steps or divergence, write the end-of-run files.
+
+        A run stopped after its last checkpoint (in the end-of-run window) resumes at cfg.steps: it
+        writes the score field and summary.json from that checkpoint without training again.
+        """
+        kept = self._resume()
+        cfg = self.cfg
+        log.info("%s: loss=%s sigma=%g dataset=%s N=%d M=%d steps=%d on %s", self.run_dir, cfg.loss.name,
+                 cfg.sigma, cfg.dataset.name, len(self.x), cfg.noise_samples if cfg.sigma > 0 else 1,
+                 cfg.steps, _device_name(self.device))
+        log.info("held-out sample of %d points and its reference scores ready in %.2f s",
+                 cfg.eval_samples, self.held_out.setup_seconds)
+        self.tracker = Tracker.start(cfg.logger, self.run_dir, result_config(cfg), metrics_file.COLUMNS,
+                                     self.steps_done)
+        with metrics_file.MetricsWriter(self.metrics_path, kept) as writer:
+            with logging_redirect_tqdm():
+                self._loop(writer)
+            writer.sync()
+        if self.diverged_step is not None:
+            log.warning("diverged at step %d: loss or gradient is not finite", self.diverged_step)
+            self.write_summary("diverged")
+            self.tracker.finish("diverged", self.run_dir)
+            return "diverged"
+        self._save_checkpoint()
+        self._save_score_field()
+        self.write_summary("completed")
+        self.tracker.finish("completed", self.run_dir)
+        row = self.last_row
+        log.info("completed %d steps in %.1f s: loss=%.6g fit_ism=%.6g fit_dsm=%.6g fit_est=%.6g esm=%.4g "
+                 "esm_data=%.4g", self.steps_done, self.elapsed, row["loss"], row["fit_ism"], row["fit_dsm"],
+                 row["fit_est"], row["esm"], row["esm_data"])
+        return "completed"
+
+    def _resume(self) -> list[list[float]]:
+        """Load the checkpoint, if any; return the metrics rows it accounts for (steps 0..K-1).
+
+        When metrics.csv does not hold exactly those rows (deleted, cut short), the checkpoint cannot be
+        reported honestly: say so and train from step 0, the last state whose rows are all there.
+        """
+        state = artifacts.load_checkpoint(self.checkpoint_path)
+        if state is None:
+            return []
+        kept, gap = metrics_file.rows_before(self.metrics_path, state["steps_done"])
+        if gap is not None:
+            log.warning("%s; training again from step 0", gap)
+            return []
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.noise.set_state(state["noise"])
+        self.steps_done, self.elapsed = state["steps_done"], state["elapsed"]
+        if kept:
+            self.last_row = dict(zip(metrics_file.COLUMNS, kept[-1]))
+        log.info("resuming %s from step %d", self.run_dir, self.steps_done)
+        self._warn_if_summing_changed(state)
+        return kept
+
+    def _warn_if_summing_changed(self, state: dict) -> None:
+        """One warning when a resume sums in another order than the steps before it (threads, chunk)."""
+        now = {"threads": self._threads(), "chunk_size": self.chunk}
+        changed = [f"{k}={state[k]} before, {v} now" for k, v in now.items()
+                   if state.get(k) is not None and state[k] != v]
+        if changed:
+            log.warning("resuming with other summing settings (%s): the steps from %d on may differ from an "
+                        "uninterrupted run in the last float digits", "; ".join(changed), self.steps_done)
+
+    def _threads(self) -> int | None:
+        return torch.get_num_threads() if self.device.type == "cpu" else None
+
+    def _save_checkpoint(self) -> None:
+        artifacts.save_checkpoint(self.checkpoint_path, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "noise": self.noise.get_state(), "steps_done": self.steps_done, "elapsed": self.elapsed,
+            "threads": self._threads(), "chunk_size": self.chunk, "config": result_config(self.cfg)})
+
+    def _loop(self, writer: metrics_file.MetricsWriter) -> None:
+        cfg = self.cfg
+        pending: list[tuple[int, torch.Tensor, float]] = []
+        flush_every = FLUSH_STEPS.get(self.device.type, 1)
+        clock = time.perf_counter() - self.elapsed
+        bar = tqdm(total=cfg.steps, initial=self.steps_done, desc=f"{cfg.loss.name} sigma={cfg.sigma:g}",
+                   unit="step", disable=None, dynamic_ncols=True)
+        with bar, _sigint_between_steps() as interrupted:
+            for step in range(self.steps_done, cfg.steps):
+                metrics = self._step(step)
+                self.elapsed = time.perf_counter() - clock
+                pending.append((step, metrics, self.elapsed))
+                last = step + 1 == cfg.steps
+                stop = interrupted() and not last
+                if len(pending) >= flush_every or last or stop or (step + 1) % cfg.checkpoint_every == 0:
+                    self._flush(pending, writer, bar)
+                    pending = []
+                    if self.diverged_step is not None:
+                        return
+                    if ((step + 1) % cfg.checkpoint_every == 0 or stop) and not last:
+                        writer.sync()  # the rows a checkpoint counts are on disk before it is
+                        self._save_checkpoint()
+                    if stop:
+                        log.info("interrupted after %d steps; checkpoint.pt and metrics.csv hold them",
+                                 self.steps_done)
+                        raise Interrupted(self.steps_done)
+
+    def step(self, step: int) -> torch.Tensor:
+        """One optimisation step exactly as training takes it (used to time objectives side by side)."""
+        return self._step(step)
+
+    def _step(self, step: int) -> torch.Tensor:
+        """One optimisation step; returns the metrics (METRICS, then EVAL_METRICS) before the update."""
+        cfg = self.cfg
+        eps = None
+        if cfg.sigma > 0:  # drawn feature-major, (d, M, N), and viewed as (M, N, d): no copies later
+            shape = (self.x.shape[1], cfg.noise_samples, self.x.shape[0])
+            eps = torch.randn(shape, generator=self.noise, device=self.device, dtype=self.dtype)
+            eps = eps.permute(1, 2, 0)
+        v = None
+        if objective(cfg.loss.name).estimator:  # drawn after eps, so eps (and ISM/DSM runs) stay as they were
+            dim, n = self.x.shape[1], self.x.shape[0] * (cfg.noise_samples if cfg.sigma > 0 else 1)
+            v = draw_projections(cfg.projection, cfg.projections, dim, n, self.noise, self.device, self.dtype)
+        trained_only = cfg.diagnostics_every == 0
+        diagnostics = not trained_only and step % cfg.diagnostics_every == 0
+        if self.fused is not None:
+            terms = self.fused.step_terms(self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk)
+        else:
+            terms = step_terms(self.torch_kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics,
+                               self.chunk, v=v, fd_eps=cfg.fd_eps, trained_only=trained_only)
+        evaluate = step + 1 == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
+        esm = self.held_out.esm(self.model) if evaluate else self.no_eval
+        for p, g in zip(self.model.parameters(), terms.grad):
+            p.grad = g
+        self.optimizer.step()
+        return torch.cat([terms.metrics, esm])
+
+    def _flush(self, pending: list, writer: metrics_file.MetricsWriter, bar: tqdm) -> None:
+        """Copy pending metrics to the host, append them to metrics.csv and send the same rows to the
+        tracker, stop at the first non-finite one."""
+        values = torch.stack([m for _, m, _ in pending]).cpu().tolist()
+        watched = [METRICS.index("loss"), METRICS.index(objective(self.cfg.loss.name).grad_norm_column)]
+        rows = []
+        for (step, _, elapsed), vals in zip(pending, values):
+            rows.append([step, *vals, elapsed])
+            if not all(math.isfinite(vals[i]) for i in watched):
+                self.diverged_step = step
+                break
+        writer.write(rows)
+        self.tracker.log_rows(rows)
+        self.last_row = dict(zip(metrics_file.COLUMNS, rows[-1]))
+        self.steps_done = rows[-1][0] + 1
+        bar.update(len(rows))
+        bar.set_postfix(loss=f"{self.last_row['loss']:.4g}")
+
+    def _save_score_field(self) -> None:
+        """The learned score on a grid covering the data (2-D datasets only)."""
+        if self.dataset.dim != 2:
+            return
+        data = self.x.cpu().double().numpy()
+        grid_x, grid_y = (_axis(data[:, i], self.cfg.grid_size) for i in range(2))
+        xx, yy = np.meshgrid(grid_x, grid_y, indexing="xy")
+        grid = np.stack([xx.ravel(), yy.ravel()], 1)
+        shape = (len(grid_y), len(grid_x), 2)
+        with torch.no_grad():
+            points = torch.as_tensor(grid, dtype=self.dtype, device=self.device)
+            score = self.model(points).cpu().double().numpy().reshape(shape)
+        try:
+            reference = reference_score(self.dataset, grid, self.cfg.sigma).reshape(shape)
+        except ReferenceUnavailable:
+            reference = np.full(shape, math.nan)
+        artifacts.save_score_field(self.run_dir / artifacts.FIELD_FILE, dict(
+            grid_x=grid_x, grid_y=grid_y, score=score, reference=reference, data=data))
+
+    def progress(self) -> dict:
+        """How far the run got, for summary.json."""
+        return {"steps_done": self.steps_done, "diverged_step": self.diverged_step, "final": self.last_row,
+                "wall_time_s": self.elapsed, "device": _device_name(self.device),
+                "threads": self._threads(),
+                "chunk_size": self.chunk, "kernel": self.kernel}
+
+    def write_summary(self, status: str) -> None:
+        write_summary(self.run_dir, self.cfg, status, **self.progress())
+
+
+def write_summary(run_dir: Path, cfg: DictConfig, status: str, error: str | None = None,
+                  steps_done: int = 0, diverged_step: int | None = None, final: dict | None = None,
+                  wall_time_s: float = 0.0, device: str = "", threads: int | None = None,
+                  chunk_size: int | None = None, kernel: str | None = None) -> None:
+    """summary.json: status (completed, diverged, failed), progress, final metrics, what the numbers
+    depend on beyond the config (threads, chunk size, kernel, source commit, versions), and the config."""
+    artifacts.write_json(Path(run_dir) / artifacts.SUMMARY_FILE, {
+        "status": status, "steps_done": steps_done, "steps": cfg.steps, "diverged_step": diverged_step,
+        "error": error, "final": final or {}, "wall_time_s": wall_time_s, "device": device,
+        "threads": threads, "chunk_size": chunk_size, "kernel": kernel, "commit": source_commit(),
+        "seed": cfg.seed, "versions": _versions(), "config": result_config(cfg)})
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the dsmexp source that runs (with -dirty for uncommitted edits), if it is in git."""
+    root = Path(dsmexp.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _axis(values: np.ndarray, size: int) -> np.ndarray:
+    """Grid coordinates spanning the data with a 10% margin on each side."""
+    lo, hi = values.min(), values.max()
+    margin = 0.1 * (hi - lo) if hi > lo else 1.0
+    return np.linspace(lo - margin, hi + margin, size)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def _versions() -> dict[str, str]:
+    import hydra
+    return {"dsmexp": dsmexp.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "hydra": hydra.__version__}
