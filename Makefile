@@ -54,6 +54,7 @@ bench: install
 
 lint: install
 	$(PY) -m ruff check dsmexp hydra_plugins scripts tests
+	$(VENV)/bin/lint-imports --no-cache
 
 slurm-up:
 	scripts/slurm-up.sh $(SLURM_STATE)

@@ -247,8 +247,8 @@ def test_sweeps_sharing_a_directory_never_lose_each_others_plan(tmp_path):
 def test_a_job_that_finds_its_directory_taken_at_launch_is_skipped_busy_not_failed(tmp_path):
     from hydra.core.utils import JobReturn, JobStatus
 
-    from dsmexp.records.runlock import RunBusy
-    from hydra_plugins.dsmexp_sweeper._core import SweepFailed, _finish
+    from dsmexp.errors import RunBusy
+    from hydra_plugins.dsmexp_sweeper._core import JobsFailed, _finish
 
     planned = [{"overrides": ["seed=1"], "subdir": "seed=1"}, {"overrides": ["seed=2"], "subdir": "seed=2"}]
     (tmp_path / "jobs.json").write_text(json.dumps(planned))
@@ -256,7 +256,7 @@ def test_a_job_that_finds_its_directory_taken_at_launch_is_skipped_busy_not_fail
                          _return_value=RunBusy("sweep/seed=1 is in use by process 123 (one process per run "
                                                "directory); wait for it to finish")),
                JobReturn(overrides=["seed=2"], status=JobStatus.FAILED, _return_value=RuntimeError("boom"))]
-    with pytest.raises(SweepFailed) as err:
+    with pytest.raises(JobsFailed) as err:
         _finish(tmp_path, returns, planned)
     assert str(err.value).splitlines()[1:] == ["  seed=2: RuntimeError: boom"]
     plan = {job["subdir"]: job for job in json.loads((tmp_path / "jobs.json").read_text())}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
@@ -16,17 +16,18 @@ from dsmexp.records.runlock import LOCK_FILE, RunLock
 from dsmexp.records.tables import RUNS_FILE, write_runs_table
 from dsmexp.safe_io import refuse_symlink, replace_text, write_failed
 from dsmexp.train.preflight import preflight
-from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import SweepFailed
-
-if TYPE_CHECKING:
-    from hydra_plugins.dsmexp_sweeper.dsmexp_sweeper import DsmexpSweeper
 
 log = logging.getLogger(__name__)
+
+
+class JobsFailed(DsmexpError):
+    """Some jobs raised or could not be read; the others ran (reported by the plugin as SweepFailed)."""
+
 # what a sweep writes in its directory; none may be a symbolic link
 SWEEP_FILES = ("multirun.yaml", "jobs.json", RUNS_FILE, LOCK_FILE)
 
 
-def sweep(sweeper: DsmexpSweeper, arguments: list[str]) -> Any:
+def sweep(sweeper: Any, arguments: list[str]) -> Any:
     """Check every job, record the plan, launch the runnable jobs, then tabulate the sweep."""
     jobs = _expand(sweeper, arguments)
     runnable, planned = _check(sweeper, jobs)
@@ -47,14 +48,14 @@ def sweep(sweeper: DsmexpSweeper, arguments: list[str]) -> Any:
     return [returns]
 
 
-def _expand(sweeper: DsmexpSweeper, arguments: list[str]) -> list[list[str]]:
+def _expand(sweeper: Any, arguments: list[str]) -> list[list[str]]:
     """The grid: one list of overrides per job (sweeper params first, then the command line)."""
     parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
     overrides = parser.parse_overrides(sweeper._parse_config() + list(arguments))
     return [job for batch in sweeper.split_arguments(overrides, None) for job in batch]
 
 
-def _check(sweeper: DsmexpSweeper, jobs: list[list[str]]) -> tuple[list[list[str]], list[dict]]:
+def _check(sweeper: Any, jobs: list[list[str]]) -> tuple[list[list[str]], list[dict]]:
     """Validate every job; return the runnable ones and the planned grid for jobs.json."""
     loader = sweeper.hydra_context.config_loader
     runnable, planned = [], []
@@ -104,7 +105,7 @@ def _finish(sweep_dir: Path, returns: list[JobReturn], planned: list[dict]) -> N
     lines += [f"  {' '.join(e['overrides'])}: unreadable: {e['skipped']}" for e in planned
               if e.get("status") == "unreadable"]
     if lines:
-        raise SweepFailed(f"{len(lines)} of {len(planned)} jobs failed or could not be read (details in "
+        raise JobsFailed(f"{len(lines)} of {len(planned)} jobs failed or could not be read (details in "
                           "each run's summary.json and log, and in runs.csv):\n" + "\n".join(lines))
 
 

@@ -51,5 +51,7 @@ class DsmexpSweeper(BasicSweeper):
 
         try:
             return _core.sweep(self, arguments)
+        except _core.JobsFailed as err:
+            raise SweepFailed(str(err)) from None
         except DsmexpError as err:
             raise SweepRefused(str(err)) from None

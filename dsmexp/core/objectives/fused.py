@@ -33,9 +33,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
 from dsmexp.core.networks import ScoreMLP
@@ -64,7 +64,7 @@ class BuildError(RuntimeError):
     """The fused kernel cannot be built or loaded here; the message says why, in one line."""
 
 
-def not_applicable(cfg: DictConfig) -> str | None:
+def not_applicable(cfg: Any) -> str | None:
     """Why the fused kernel does not apply to this run's settings, or None when it does."""
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if device != "cpu":
@@ -91,7 +91,7 @@ def not_applicable(cfg: DictConfig) -> str | None:
     return None
 
 
-def choose(cfg: DictConfig) -> tuple[str, str]:
+def choose(cfg: Any) -> tuple[str, str]:
     """The kernel this run uses (fused or torch) and why; ConfigError when kernel=fused cannot run."""
     if cfg.kernel == "torch":
         return "torch", "kernel=torch"
@@ -108,7 +108,7 @@ def choose(cfg: DictConfig) -> tuple[str, str]:
     return "torch", reason
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: Any) -> None:
     """For config validation: kernel is one of KERNELS, the kernel cache (when the fused kernel may run)
     is a usable directory, and kernel=fused can run (builds it if needed)."""
     if cfg.kernel not in KERNELS:

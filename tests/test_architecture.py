@@ -1,0 +1,58 @@
+"""The package's layering (docs/architecture.md, Layers), checked as `make lint` checks it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+LINT = ("import sys; from importlinter.cli import lint_imports; "
+        "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))")
+
+
+def _lint_imports(config: Path, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    """import-linter on a contracts file, in a fresh interpreter (grimp imports nothing it analyses)."""
+    return subprocess.run([sys.executable, "-c", LINT, str(config)], cwd=cwd, capture_output=True, text=True,
+                          timeout=240, env=env)
+
+
+def test_the_import_contracts_hold():
+    out = _lint_imports(ROOT / "pyproject.toml")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout
+
+
+def test_an_upward_import_hidden_in_a_function_breaks_the_contract(tmp_path):
+    """The contract sees imports inside functions too: a core module reaching up to the config layer in
+    a function body (to dodge a cycle) fails it."""
+    package = tmp_path / "dsmexp"
+    for layer in ("core", "config"):
+        (package / layer).mkdir(parents=True)
+        (package / layer / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "config" / "schema.py").write_text("from dsmexp.core import maths\n")
+    (package / "core" / "maths.py").write_text("def f():\n    from dsmexp.config import schema\n")
+    config = tmp_path / "contracts.toml"
+    config.write_text('[tool.importlinter]\nroot_packages = ["dsmexp"]\n\n'
+                      '[[tool.importlinter.contracts]]\nname = "layers"\ntype = "layers"\n'
+                      'layers = ["dsmexp.config", "dsmexp.core"]\n\n'
+                      '[[tool.importlinter.contracts]]\nname = "no cycles"\ntype = "acyclic_siblings"\n'
+                      'ancestors = ["dsmexp"]\n')
+    out = _lint_imports(config, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "dsmexp.core.maths -> dsmexp.config.schema" in out.stdout
+    assert "2 broken" in out.stdout
+
+
+@pytest.mark.parametrize("module", ["dsmexp.errors", "dsmexp.safe_io",
+                                    "hydra_plugins.dsmexp_sweeper.dsmexp_sweeper"])
+def test_the_bottom_layers_and_the_scanned_plugin_import_neither_torch_nor_pandas(module):
+    code = (f"import sys, {module}; heavy = [m for m in ('torch', 'pandas', 'numpy') if m in sys.modules]; "
+            "print(heavy); sys.exit(bool(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
