@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from dsmexp.config import CONF_DIR, compose, register_configs
 from dsmexp.errors import DsmexpError
 from dsmexp.train import trainer
+from dsmexp.train.interrupt import Interrupted
 from dsmexp.train.preflight import preflight
 
 register_configs()
@@ -100,6 +101,6 @@ def main() -> None:
         check_single_run(sys.argv[1:])
         _app()
     except KeyboardInterrupt as stop:
-        where = f" at step {stop.steps_done}" if isinstance(stop, trainer.Interrupted) else ""
+        where = f" at step {stop.steps_done}" if isinstance(stop, Interrupted) else ""
         sys.stderr.write(f"dsmexp: interrupted{where}; the same command resumes\n")
         sys.exit(130)

@@ -1,4 +1,4 @@
-"""`python -m dsmexp.sweeps SWEEP_DIR`: rebuild a sweep's runs.csv from its files (dsmexp/records/tables.py)."""
+"""`python -m dsmexp.sweeps SWEEP_DIR`: rebuild a sweep's runs.csv from its files (records/tables.py)."""
 
 from dsmexp.records.tables import main
 

@@ -38,7 +38,7 @@ from dsmexp.config import load_dataset
 from dsmexp.core.kernels.select import make_kernel
 from dsmexp.core.kernels.tangent import TangentKernel
 from dsmexp.core.networks import ScoreMLP
-from dsmexp.core.objectives import fused
+from dsmexp.core.objectives import fused, fused_build
 from dsmexp.core.objectives.estimators import draw_projections
 from dsmexp.core.objectives.registry import objective
 from dsmexp.core.objectives.step import step_terms
@@ -112,7 +112,7 @@ def default_kernel(model: ScoreMLP):
     """What kernel=auto runs on this machine for the paper's network: the fused kernel if it builds."""
     try:
         return fused.FusedKernel(model)
-    except fused.BuildError:
+    except fused_build.BuildError:
         return make_kernel(model)
 
 

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     losses = args.losses.split(",")
     unknown = sorted(set(losses) - set(STUDY_LOSSES))
     if unknown:
-        parser.error(f"--losses={args.losses}: {csv(unknown)} unknown; must be a subset of {csv(STUDY_LOSSES)}")
+        parser.error(f"--losses={args.losses}: {csv(unknown)} unknown; must be a subset of "
+                     f"{csv(STUDY_LOSSES)}")
     if min(dims) < 2:
         parser.error(f"--dims={args.dims}: every d must be >= 2 (the half-moon lies in a 2-D plane of R^d)")
     profile = [f"+profile={PROFILES[args.profile]}", *launcher_overrides(args.launcher), *args.overrides]

@@ -26,7 +26,7 @@ import numpy as np
 
 from dsmexp.records.sweeps import load_runs
 from dsmexp.studies.paper.report import build_report
-from dsmexp.train.trainer import source_commit
+from dsmexp.train.summary import source_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = {"paper": ("paper", 1), "quick": ("quick", 5)}  # name: (profile, seeds)

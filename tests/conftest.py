@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-# before anything imports dsmexp.fused: the session's own kernel cache
+# before anything imports the fused kernel's build (core/objectives/fused_build.py): the session's own
+# kernel cache
 _SESSION_CACHE_ENV = "DSMEXP_TEST_SESSION_KERNEL_CACHE"  # set by the first process; xdist workers reuse it
 if not os.environ.get(_SESSION_CACHE_ENV):
     os.environ[_SESSION_CACHE_ENV] = tempfile.mkdtemp(prefix="dsmexp-test-kernels-")
@@ -30,7 +31,7 @@ os.environ["DSMEXP_KERNEL_CACHE"] = os.environ[_SESSION_CACHE_ENV]
 from omegaconf import DictConfig  # noqa: E402
 
 from dsmexp.config import compose  # noqa: E402
-from dsmexp.core.objectives import fused  # noqa: E402
+from dsmexp.core.objectives import fused_build  # noqa: E402
 
 SESSION_KERNEL_CACHE = Path(os.environ[_SESSION_CACHE_ENV])
 
@@ -80,8 +81,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Build the fused kernel once, into the session's cache, before the first test (if it builds here)."""
     try:
-        fused.load()
-    except fused.BuildError:
+        fused_build.load()
+    except fused_build.BuildError:
         pass  # the tests that need it are skipped, and say why
 
 

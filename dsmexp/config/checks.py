@@ -41,7 +41,7 @@ def validate(cfg: DictConfig) -> None:
 
 def _check_keys(cfg: DictConfig) -> None:
     """Refuse keys the schema does not know (`+sigam=0.1`), with the closest known key."""
-    top = ConfigStore.instance().repo["dsmexp_schema.yaml"].node  # the schema registered (a plugin may extend it)
+    top = ConfigStore.instance().repo["dsmexp_schema.yaml"].node  # as registered: a plugin may extend it
     _check_known(cfg, OmegaConf.structured(top), "", skip=("hydra",))
     for group in ("dataset", "loss", "model", "optimizer"):
         node = cfg.get(group)

@@ -19,7 +19,8 @@ def compose(overrides: Sequence[str] = (), hydra_config: bool = False) -> DictCo
     hydra_config=True keeps the hydra node (run and sweep directories, launcher)."""
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
+        return hydra_compose(config_name="config", overrides=list(overrides),
+                             return_hydra_config=hydra_config)
 
 
 def load_dataset(name: str, seed: int = 0, **params: object) -> Dataset:

@@ -37,7 +37,11 @@ class DatasetConfig:
         if ds.n_samples < 2:
             fail(f"dataset.n_samples={ds.n_samples}: must be >= 2")
         if ds.dim < cls.min_dim:
-            fail(f"dataset.dim={ds.dim}: must be >= {cls.min_dim}")
+            fail(f"dataset.dim={ds.dim}: must be >= {cls.min_dim}{cls.why_min_dim(ds)}")
+
+    @classmethod
+    def why_min_dim(cls, ds: DictConfig) -> str:
+        return ""
 
     @classmethod
     def extent(cls, ds: DictConfig) -> float:
@@ -59,13 +63,13 @@ class CurveConfig(DatasetConfig):
 
     @classmethod
     def check(cls, ds: DictConfig, fail: Callable[[str], None]) -> None:
-        if ds.n_samples < 2:
-            fail(f"dataset.n_samples={ds.n_samples}: must be >= 2")
+        super().check(ds, fail)
         if ds.noise < 0:
             fail(f"dataset.noise={ds.noise}: must be >= 0")
-        if ds.dim < 2:
-            fail(f"dataset.dim={ds.dim}: must be >= 2 (the {ds.name} curve lies in a 2-D plane of R^dim; 2 "
-                 "is the curve in its own coordinates)")
+
+    @classmethod
+    def why_min_dim(cls, ds: DictConfig) -> str:
+        return f" (the {ds.name} curve lies in a 2-D plane of R^dim; 2 is the curve in its own coordinates)"
 
 
 @dataclass
@@ -125,8 +129,8 @@ class GaussianConfig(DatasetConfig):
         if ds.condition < 1:
             fail(f"dataset.condition={ds.condition}: must be >= 1 (1 keeps the variances)")
         if ds.cov is not None and ds.condition != 1:
-            fail(f"dataset.condition={ds.condition}: applies to the diagonal from dataset.scale; leave it at 1 "
-                 "with an explicit dataset.cov")
+            fail(f"dataset.condition={ds.condition}: applies to the diagonal from dataset.scale; leave it at "
+                 "1 with an explicit dataset.cov")
 
     @classmethod
     def extent(cls, ds: DictConfig) -> float:
@@ -166,7 +170,8 @@ class GMMConfig(DatasetConfig):
                 fail(f"dataset.means: must be null (drawn from the seed) or a list of dataset.components={k} "
                      f"lists of dataset.dim={dim} numbers")
         if ds.weights is not None:
-            ok = isinstance(ds.weights, ListConfig) and len(ds.weights) == k and all(w > 0 for w in ds.weights)
+            ok = (isinstance(ds.weights, ListConfig) and len(ds.weights) == k
+                  and all(w > 0 for w in ds.weights))
             if not ok:
                 fail(f"dataset.weights={ds.weights}: must be null (uniform) or a list of "
                      f"dataset.components={k} positive numbers")

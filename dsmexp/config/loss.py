@@ -31,9 +31,9 @@ def check_loss(cfg: DictConfig, fail: Callable[..., None]) -> None:
     if "fd_eps" in row.keys:
         low, high, radius = fd_eps_range(cfg)
         if not low <= cfg.fd_eps <= high:
-            fail(f"fd_eps={cfg.fd_eps}: must be between {low:.3g} and {high:.3g} here: sqrt(eps of {cfg.dtype}) "
-                 f"R <= fd_eps <= R, with R = sqrt(d) x the data's extent (+3 sigma) = {radius:.3g}; smaller, "
-                 "z +- u rounds to z; larger, the difference is no longer local")
+            fail(f"fd_eps={cfg.fd_eps}: must be between {low:.3g} and {high:.3g} here: sqrt(eps of "
+                 f"{cfg.dtype}) R <= fd_eps <= R, with R = sqrt(d) x the data's extent (+3 sigma) = "
+                 f"{radius:.3g}; smaller, z +- u rounds to z; larger, the difference is no longer local")
 
 
 def fd_eps_range(cfg: DictConfig) -> tuple[float, float, float]:

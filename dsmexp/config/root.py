@@ -1,4 +1,4 @@
-"""The top-level schema (conf/config.yaml): the settings of a run outside the groups, and their pure checks."""
+"""The top-level schema (conf/config.yaml): a run's settings outside the groups, and their pure checks."""
 
 from __future__ import annotations
 
@@ -69,10 +69,12 @@ def check_root(cfg: DictConfig, fail: Callable[[str], None]) -> None:
     check(cfg.diagnostics_every >= 0,
           f"diagnostics_every={cfg.diagnostics_every}: must be >= 0 (0: the trained objective only)")
     check(cfg.projections >= 1, f"projections={cfg.projections}: must be >= 1 (projection vectors per point)")
-    check(cfg.projection in PROJECTIONS, f"projection={cfg.projection}: must be one of {', '.join(PROJECTIONS)}")
+    check(cfg.projection in PROJECTIONS,
+          f"projection={cfg.projection}: must be one of {', '.join(PROJECTIONS)}")
     check(cfg.fd_eps > 0, f"fd_eps={cfg.fd_eps}: must be > 0 (radius of the finite-difference step)")
     check(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: last step only)")
-    check(2 <= cfg.grid_size <= MAX_GRID_SIZE, f"grid_size={cfg.grid_size}: must be between 2 and {MAX_GRID_SIZE}")
+    check(2 <= cfg.grid_size <= MAX_GRID_SIZE,
+          f"grid_size={cfg.grid_size}: must be between 2 and {MAX_GRID_SIZE}")
     check(cfg.chunk_size is None or cfg.chunk_size >= 1,
           f"chunk_size={cfg.chunk_size}: must be >= 1 or null (automatic)")
     check(cfg.threads is None or cfg.threads >= 1, f"threads={cfg.threads}: must be >= 1 or null")

@@ -1,19 +1,8 @@
-"""The mathematics behind the exact reference scores grad_z log q_sigma(z) of the noised data q_sigma = p_data * N(0, sigma^2 I).
-
-- Gaussian data: closed form, grad log q_sigma(z) = -(Sigma + sigma^2 I)^-1 (z - mu).
-- Gaussian mixture sum_k w_k N(mu_k, s_k^2 I): q_sigma = sum_k w_k N(mu_k, (s_k^2 + sigma^2) I), so
-  grad log q_sigma(z) = sum_k pi_k(z) (mu_k - z) / (s_k^2 + sigma^2) with the posterior pi_k(z) from a
-  log-sum-exp over components.
-- Half-moon and Swiss roll: p_data is a curve c(t), t uniform, blurred by N(0, noise^2 I), so q_sigma is
-  the curve measure convolved with N(0, (noise^2 + sigma^2) I). The integral over t is done by composite
-  Gauss-Legendre quadrature (GL_NODES per panel, PANELS_PER_WIDTH panels per kernel width of arc length)
-  in log space; relative accuracy is better than 1e-8 against adaptive quadrature (tests/test_reference.py).
-  A curve embedded in a 2-D plane of R^d (orthonormal basis B) factorises: with y = B^T z and
-  z_perp = z - B y, q_sigma(z) = q2_sigma(y) N(z_perp; 0, (noise^2 + sigma^2) I_{d-2}), so the score is
-  B grad log q2_sigma(y) - z_perp / (noise^2 + sigma^2): the 2-D quadrature score plus a linear term.
-- Empirical: the score of (1/N) sum_i N(x_i, sigma^2 I) for a training set, the finite-data DSM optimum.
-
-All arrays are float64 numpy: z has shape (n, d), scores (n, d), log densities (n,).
+"""The numerics behind the exact reference scores (reference.py, datasets.py): log q and its gradient for
+mixtures of isotropic Gaussians by log-sum-exp (mixture_density for one shared variance, gmm_density for
+one per component), and the composite Gauss-Legendre nodes that turn a blurred curve into such a mixture
+(curve_nodes: GL_NODES per panel, PANELS_PER_WIDTH panels per kernel width of arc length). float64
+throughout; z has shape (n, d), scores (n, d), log densities (n,).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 
 One row per job: its overrides and key settings, status (completed, diverged, failed, incomplete,
 missing, skipped, skipped-busy, unreadable), steps done, wall time, final metrics, run directory and
-the rest of its flattened config; the same table as `dsmexp.load_runs(SWEEP_DIR)` (tables.py, which writes runs.csv).
+the rest of its flattened config; the same table as `dsmexp.load_runs(SWEEP_DIR)` (tables.py, which
+writes runs.csv).
 Jobs listed in the sweep's jobs.json that never wrote a directory are `missing`; a directory without
 summary.json is `incomplete`; a run whose files cannot be read (a score_field.npz holding a pickled object
 included; it is not unpickled), or whose metrics.csv does not hold the steps its summary.json reports, is

@@ -100,8 +100,8 @@ def write_runs_table(sweep_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dsmexp.sweeps",
-                                     description="Rebuild a sweep directory's runs.csv from the files on disk.")
+    what = "Rebuild a sweep directory's runs.csv from the files on disk."
+    parser = argparse.ArgumentParser(prog="python -m dsmexp.sweeps", description=what)
     parser.add_argument("sweep_dir", type=Path, help="a directory made by `python -m dsmexp -m ...`")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dsmexp.config import validate
 from dsmexp.core.networks import CustomModelError, build_custom
-from dsmexp.core.objectives import fused
+from dsmexp.core.objectives import fused, fused_build
 from dsmexp.errors import ConfigError, RunBusy
 from dsmexp.records.identity import check_existing_run
 from dsmexp.records.runlock import is_busy
@@ -55,16 +55,17 @@ def preflight(cfg: DictConfig, run_dir: Path | None = None, writable: bool = Fal
 def check_machine(cfg: DictConfig) -> None:
     """What this machine must allow for the run (see the module docstring)."""
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda: no CUDA GPU is visible to torch (torch.cuda.is_available() is False); "
-                          "use device=cpu or device=auto")
+        raise ConfigError("device=cuda: no CUDA GPU is visible to torch (torch.cuda.is_available() is "
+                          "False); use device=cpu or device=auto")
     problem = check_logger(cfg.logger)
     if problem:
         raise ConfigError(problem)
-    custom_params = probe_custom_model(cfg.model, int(cfg.dataset.get("dim", 2))) if cfg.model.name == "custom" \
-        else None
+    custom_params = None
+    if cfg.model.name == "custom":
+        custom_params = probe_custom_model(cfg.model, int(cfg.dataset.get("dim", 2)))
     memory_check(cfg, custom_params)  # the machine's memory, before anything is allocated
     if cfg.kernel != "torch" and fused.not_applicable(cfg) is None:
-        problem = fused.cache_problem()
+        problem = fused_build.cache_problem()
         if problem:
             raise ConfigError(problem)
     if cfg.kernel == "fused":

@@ -3,16 +3,9 @@ resume from the last checkpoint, and a summary. Diverging is a result; raising i
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import math
-import platform
-import signal
-import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +15,6 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-import dsmexp
 from dsmexp import safe_io
 from dsmexp.core.datasets import build_dataset
 from dsmexp.core.evaluation import EVAL_METRICS, HeldOut
@@ -37,14 +29,15 @@ from dsmexp.core.optimizers import build_optimizer
 from dsmexp.core.reference import ReferenceUnavailable, reference_score
 from dsmexp.errors import RunFileError
 from dsmexp.records import artifacts, metrics_file
-from dsmexp.records.identity import NON_RESULT_KEYS, check_existing_run, result_config
+from dsmexp.records.identity import check_existing_run, result_config
 from dsmexp.records.runlock import RunLock
+from dsmexp.train.interrupt import Interrupted, sigint_between_steps
 from dsmexp.train.preflight import preflight
+from dsmexp.train.summary import device_name, write_summary
 from dsmexp.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
-__all__ = ["NON_RESULT_KEYS", "Interrupted", "Trainer", "check_existing_run", "result_config", "run",
-           "write_summary"]
+__all__ = ["Trainer", "prepare_cpu", "run"]
 FLUSH_STEPS = {"cpu": 1, "cuda": 25}  # steps between metric copies to the host (one sync each)
 
 
@@ -60,36 +53,6 @@ class Seeds:
     @classmethod
     def from_seed(cls, seed: int) -> Seeds:
         return cls(*(int(s) for s in np.random.SeedSequence(seed).generate_state(4)))
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training between two steps, after steps_done steps were logged and checkpointed."""
-
-    def __init__(self, steps_done: int) -> None:
-        super().__init__(steps_done)
-        self.steps_done = steps_done
-
-
-@contextlib.contextmanager
-def _sigint_between_steps() -> Iterator[Callable[[], bool]]:
-    """Turn the first Ctrl-C (SIGINT) into a flag the training loop reads after each step; a second one
-    interrupts at once. Only where Python's own handler is in place (the main thread, SIGINT not
-    ignored or handled by someone else); elsewhere the flag stays False."""
-    hit = []
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield lambda: False
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        hit.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(hit)
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def prepare_cpu(threads: int | None = None) -> None:
@@ -198,7 +161,7 @@ class Trainer:
         cfg = self.cfg
         log.info("%s: loss=%s sigma=%g dataset=%s N=%d M=%d steps=%d on %s", self.run_dir, cfg.loss.name,
                  cfg.sigma, cfg.dataset.name, len(self.x), cfg.noise_samples if cfg.sigma > 0 else 1,
-                 cfg.steps, _device_name(self.device))
+                 cfg.steps, device_name(self.device))
         log.info("held-out sample of %d points and its reference scores ready in %.2f s",
                  cfg.eval_samples, self.held_out.setup_seconds)
         self.tracker = Tracker.start(cfg.logger, self.run_dir, result_config(cfg), metrics_file.COLUMNS,
@@ -270,7 +233,7 @@ class Trainer:
         clock = time.perf_counter() - self.elapsed
         bar = tqdm(total=cfg.steps, initial=self.steps_done, desc=f"{cfg.loss.name} sigma={cfg.sigma:g}",
                    unit="step", disable=None, dynamic_ncols=True)
-        with bar, _sigint_between_steps() as interrupted:
+        with bar, sigint_between_steps() as interrupted:
             for step in range(self.steps_done, cfg.steps):
                 metrics = self._step(step)
                 self.elapsed = time.perf_counter() - clock
@@ -360,37 +323,12 @@ class Trainer:
     def progress(self) -> dict:
         """How far the run got, for summary.json."""
         return {"steps_done": self.steps_done, "diverged_step": self.diverged_step, "final": self.last_row,
-                "wall_time_s": self.elapsed, "device": _device_name(self.device),
+                "wall_time_s": self.elapsed, "device": device_name(self.device),
                 "threads": self._threads(),
                 "chunk_size": self.chunk, "kernel": self.kernel}
 
     def write_summary(self, status: str) -> None:
         write_summary(self.run_dir, self.cfg, status, **self.progress())
-
-
-def write_summary(run_dir: Path, cfg: DictConfig, status: str, error: str | None = None,
-                  steps_done: int = 0, diverged_step: int | None = None, final: dict | None = None,
-                  wall_time_s: float = 0.0, device: str = "", threads: int | None = None,
-                  chunk_size: int | None = None, kernel: str | None = None) -> None:
-    """summary.json: status (completed, diverged, failed), progress, final metrics, what the numbers
-    depend on beyond the config (threads, chunk size, kernel, source commit, versions), and the config."""
-    artifacts.write_json(Path(run_dir) / artifacts.SUMMARY_FILE, {
-        "status": status, "steps_done": steps_done, "steps": cfg.steps, "diverged_step": diverged_step,
-        "error": error, "final": final or {}, "wall_time_s": wall_time_s, "device": device,
-        "threads": threads, "chunk_size": chunk_size, "kernel": kernel, "commit": source_commit(),
-        "seed": cfg.seed, "versions": _versions(), "config": result_config(cfg)})
-
-
-@functools.cache
-def source_commit() -> str | None:
-    """The git commit of the dsmexp source that runs (with -dirty for uncommitted edits), if it is in git."""
-    root = Path(dsmexp.__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _axis(values: np.ndarray, size: int) -> np.ndarray:
@@ -400,14 +338,3 @@ def _axis(values: np.ndarray, size: int) -> np.ndarray:
     return np.linspace(lo - margin, hi + margin, size)
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    threads = torch.get_num_threads()
-    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
-
-
-def _versions() -> dict[str, str]:
-    import hydra
-    return {"dsmexp": dsmexp.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "hydra": hydra.__version__}

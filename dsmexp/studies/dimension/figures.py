@@ -34,7 +34,8 @@ def _by_loss(study: Study) -> dict[str, list[StudyRun]]:
 
 def _label(run: StudyRun) -> str:
     """The objective's name, with its noise scale for one that needs noise (DSM-S)."""
-    return f"{loss_title(run.loss)} (σ = {run.run.sigma:g})" if OBJECTIVES[run.loss].needs_noise else loss_title(run.loss)
+    name = loss_title(run.loss)
+    return f"{name} (σ = {run.run.sigma:g})" if OBJECTIVES[run.loss].needs_noise else name
 
 
 def _dim_axis(ax, dims: list[int]) -> None:

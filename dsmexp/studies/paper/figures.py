@@ -224,7 +224,8 @@ def figure4(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
                             color=loss_colour(loss), mfc="none" if "^" in style else None, capsize=3,
                             label=f"{loss_label(loss)}: ESM {label}")
         if clean:
-            ax.axhline(np.median(clean), color=loss_colour(loss), ls=":", label=f"{loss_label(loss)} at σ = 0")
+            ax.axhline(np.median(clean), color=loss_colour(loss), ls=":",
+                       label=f"{loss_label(loss)} at σ = 0")
             if len(clean) > 1:
                 ax.axhspan(min(clean), max(clean), color=loss_colour(loss), alpha=0.1, lw=0)
     if not ax.get_legend_handles_labels()[0]:

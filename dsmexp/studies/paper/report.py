@@ -18,7 +18,8 @@ import numpy as np
 from dsmexp.core.objectives.registry import OBJECTIVES
 from dsmexp.records.sweeps import Run, scan_runs
 from dsmexp.studies.paper import figures
-from dsmexp.studies.paper.claims import RULES, SUPPORTED, Claim, evaluate_claims, finished_runs
+from dsmexp.studies.paper.claims import SUPPORTED, Claim, evaluate_claims, finished_runs
+from dsmexp.studies.paper.rules import RULES
 from dsmexp.train.tracking import figures_to_tensorboard
 
 PAPER_LOSSES = ("dsm", "dsm_s", "ism")  # the objectives the figures and claims are about

@@ -1,5 +1,5 @@
 """Every wait for a lock is bounded and says whom it waits for: the sweep directory's lock, the MLflow
-store's, the kernel build's (tests/test_fused.py)."""
+store's, the kernel build's (tests/core/test_fused.py)."""
 
 import logging
 import os

@@ -17,11 +17,11 @@ from dsmexp.api import reference_log_density, reference_score
 from dsmexp.config import load_dataset, validate
 from dsmexp.core.densities import curve_nodes, mixture_density
 from dsmexp.errors import ConfigError
-from dsmexp.records import metrics_file
+from dsmexp.records import identity, metrics_file
 from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
-MAIN_RUNS = Path(__file__).parent / "data" / "dim2_main.json"
+MAIN_RUNS = Path(__file__).resolve().parents[1] / "data" / "dim2_main.json"
 
 
 def finite_difference_score(ds, z: np.ndarray, sigma: float, h: float = 1e-5) -> np.ndarray:
@@ -172,6 +172,6 @@ def test_runs_stored_before_dataset_dim_existed_stay_valid(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     del summary["config"]["dataset"]["dim"]  # what a run written before the key existed holds
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
-    trainer.check_existing_run(cfg, tmp_path / "run")  # the same run: no complaint
+    identity.check_existing_run(cfg, tmp_path / "run")  # the same run: no complaint
     with pytest.raises(ConfigError, match="dataset differ"):
-        trainer.check_existing_run(make_cfg(*TINY, "loss=ism", "sigma=0", "dataset.dim=8"), tmp_path / "run")
+        identity.check_existing_run(make_cfg(*TINY, "loss=ism", "sigma=0", "dataset.dim=8"), tmp_path / "run")

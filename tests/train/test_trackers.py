@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import dsmexp  # noqa: E402
 from dsmexp.errors import ConfigError  # noqa: E402
-from dsmexp.records import artifacts, metrics_file
+from dsmexp.records import artifacts, identity, metrics_file
 from dsmexp.records.identity import config_columns  # noqa: E402
 from dsmexp.train import (
     tracking,
@@ -97,7 +97,7 @@ def test_mlflow_run_holds_config_metrics_and_files(tmp_path, monkeypatch):
     [run] = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "loss=ism,sigma=0" and run.info.status == "FINISHED"
     assert run.data.tags["status"] == "completed"
-    params = {k: str(v) for k, v in config_columns(trainer.result_config(cfg)).items()}
+    params = {k: str(v) for k, v in config_columns(identity.result_config(cfg)).items()}
     assert run.data.params == params and params["loss"] == "ism" and "logger" not in params
     want = logged_values(run_dir)
     assert set(run.data.metrics) == set(want)

@@ -6,13 +6,14 @@ import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SESSION_KERNEL_CACHE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_help_lists_the_config_groups_without_the_internal_schema(tmp_path):
@@ -33,6 +34,9 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_any_directory(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "-w", str(dist), str(ROOT)], check=True, capture_output=True, text=True)
     wheel = next(dist.glob("dsmexp-*.whl"))
+    shipped = zipfile.ZipFile(wheel).namelist()
+    assert "dsmexp/core/objectives/csrc/fused_step.cpp" in shipped  # the fused kernel's source
+    assert "dsmexp/conf/config.yaml" in shipped and "dsmexp/conf/experiment/paper.yaml" in shipped
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"

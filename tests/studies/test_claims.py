@@ -13,12 +13,12 @@ from dsmexp.studies.paper.claims import (
     INCONCLUSIVE,
     MIXED,
     NOT_SUPPORTED,
-    RULES,
     SUPPORTED,
     evaluate,
     summarise,
 )
 from dsmexp.studies.paper.report import build_report
+from dsmexp.studies.paper.rules import RULES
 from tests.sweep_jobs import stop_early, sweep_job
 
 

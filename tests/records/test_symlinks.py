@@ -73,7 +73,8 @@ def test_each_writer_refuses_a_symlink_and_leaves_its_target_alone(name, tmp_pat
     assert [p.name for p in link.parent.iterdir() if p.name != LOCK_FILE] == [name]  # no temporary left
 
 
-@pytest.mark.parametrize("name", [LOCK_FILE, metrics_file.METRICS_FILE, artifacts.CHECKPOINT_FILE, "dsmexp.log",
+@pytest.mark.parametrize("name", [LOCK_FILE, metrics_file.METRICS_FILE, artifacts.CHECKPOINT_FILE,
+                                  "dsmexp.log",
                                   ".hydra/config.yaml"])
 def test_a_run_directory_holding_a_symlink_is_refused_before_any_work(name, tmp_path, monkeypatch):
     link, target = _link(tmp_path / "run", name, tmp_path)

@@ -11,7 +11,7 @@ from dsmexp.records import metrics_file
 from dsmexp.train import trainer
 from dsmexp.train.preflight import preflight
 from tests.conftest import TINY, make_cfg, run_cli_in_process
-from tests.test_divergence import brute_force_divergence, brute_force_grads
+from tests.core.test_divergence import brute_force_divergence, brute_force_grads
 from tests.user_modules import ResidualMLP
 
 TARGET = "tests.user_modules.ResidualMLP"
@@ -27,7 +27,7 @@ def test_module_kernel_divergence_and_gradients_match_autograd(dim, monkeypatch)
     model = residual(dim)
     kernel = make_kernel(model)
     assert isinstance(kernel, ModuleKernel)
-    monkeypatch.setattr("dsmexp.core.kernels.module.TANGENT_VALUES", 3 * 50 * dim)  # groups of 3 basis vectors
+    monkeypatch.setattr("dsmexp.core.kernels.module.TANGENT_VALUES", 3 * 50 * dim)  # 3 basis vectors a group
     z = 1.5 * torch.randn(50, dim, dtype=torch.float64)
     c = torch.randn(50, dim, dtype=torch.float64)
     fwd = kernel.forward(z.T.contiguous())

@@ -3,7 +3,7 @@ each loss, both kernels, d = 2 and 8, a custom network. A change meant to move c
 what it computes (a refactor) must keep this test passing unchanged.
 
 Record anew only when a change is meant to alter the numbers: `DSMEXP_RECORD_BITWISE=1 pytest
-tests/test_bitwise.py`, and say why in the commit. Bitwise equality holds on one kind of CPU (the
+tests/e2e/test_bitwise.py`, and say why in the commit. Bitwise equality holds on one kind of CPU (the
 instruction set decides the fused kernel's vector width and torch's kernels), so the cases are compared
 only on a CPU with the recorded instruction-set flags.
 """
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from dsmexp.core.objectives import fused
+from dsmexp.core.objectives import fused_build
 from dsmexp.records import metrics_file
 from dsmexp.train import trainer
 from tests.conftest import make_cfg
 
-RECORD = Path(__file__).parent / "data" / "bitwise_runs.json"
+RECORD = Path(__file__).resolve().parents[1] / "data" / "bitwise_runs.json"
 COMMON = ["steps=5", "noise_samples=3", "dataset.n_samples=40", "grid_size=4", "eval_every=2",
           "eval_samples=50", "threads=1", "checkpoint_every=2"]
 CASES = {
@@ -49,7 +49,7 @@ CASES = {
 
 
 def _cpu_flags() -> str:
-    return " ".join(sorted(fused._cpu_features().split(":")[-1].split()))
+    return " ".join(sorted(fused_build._cpu_features().split(":")[-1].split()))
 
 
 def _metrics(tmp_path: Path, name: str) -> dict[str, list[float]]:
@@ -61,9 +61,9 @@ def _metrics(tmp_path: Path, name: str) -> dict[str, list[float]]:
 
 def _fused_available() -> bool:
     try:
-        fused.load()
+        fused_build.load()
         return True
-    except fused.BuildError:
+    except fused_build.BuildError:
         return False
 
 

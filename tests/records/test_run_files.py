@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dsmexp.errors import RunFileError
-from dsmexp.records import artifacts, metrics_file
+from dsmexp.records import artifacts, identity, metrics_file
 from dsmexp.train import trainer
 from tests.conftest import TINY, make_cfg
 
@@ -79,7 +79,7 @@ def test_foreign_summary_and_checkpoint_are_refused(tmp_path):
     run_dir.mkdir()
     (run_dir / "summary.json").write_text('{"accuracy": 0.9}')
     with pytest.raises(RunFileError, match="summary.json: not a file dsmexp wrote"):
-        trainer.check_existing_run(make_cfg(*TINY, "overwrite=true"), run_dir)
+        identity.check_existing_run(make_cfg(*TINY, "overwrite=true"), run_dir)
     (run_dir / "summary.json").unlink()
     torch.save({"state_dict": {"w": torch.ones(2)}}, run_dir / "checkpoint.pt")
     with pytest.raises(RunFileError, match="checkpoint.pt: not a file dsmexp wrote"):

@@ -88,7 +88,7 @@ def test_load_sweep_metrics_is_long_form_by_config(sweep):
 
 
 def test_readme_notebook_example_runs(sweep):
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = text.split("## Analyse in a notebook", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     code = re.sub(r'sweep = ".*?"', f"sweep = {str(sweep)!r}", code)

@@ -106,7 +106,7 @@ def test_fd_eps_inside_the_range_or_unused_passes(overrides):
 
 @pytest.mark.slow
 def test_command_line_trains_each_estimator_and_a_custom_module(tmp_path):
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     run_cli("-m", *TINY, "loss=ssm,ssm_vr,fd_ssm", "sigma=0", "hydra.sweep.dir=outputs/est", cwd=tmp_path)
     for loss in ("ssm", "ssm_vr", "fd_ssm"):
         (run_dir,) = (tmp_path / "outputs" / "est").glob(f"*,loss={loss},*")  # named by the overrides

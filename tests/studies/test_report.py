@@ -10,15 +10,16 @@ import pytest
 
 from dsmexp.records.sweeps import load_runs
 from dsmexp.studies.paper import figures
-from dsmexp.studies.paper.claims import INCONCLUSIVE, MIXED, NOT_SUPPORTED, RULES, SUPPORTED
+from dsmexp.studies.paper.claims import INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED
 from dsmexp.studies.paper.report import build_report
 from dsmexp.studies.paper.report import main as report_main
+from dsmexp.studies.paper.rules import RULES
 from dsmexp.train import trainer
 from tests.conftest import TINY, run_cli
 from tests.sweep_jobs import sweep_job
 
 pytestmark = pytest.mark.slow
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "figures.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "figures.py"
 FIGURES = [f"figure{n}.{ext}" for n in range(1, 5) for ext in ("png", "pdf")]
 
 

@@ -16,7 +16,7 @@ from dsmexp.studies.dimension.numbers import Verdict, load_study, study_run, val
 from dsmexp.studies.dimension.timing import measure
 from tests.conftest import make_cfg
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fake_run(loss: str, dim: int, step_s: float, rel: list[float], sigma: float = 0.0, se: float = 0.1,

@@ -21,18 +21,19 @@ import torch
 from dsmexp import safe_io
 from dsmexp.core.kernels.select import make_kernel
 from dsmexp.core.networks import ScoreMLP
-from dsmexp.core.objectives import fused
+from dsmexp.core.objectives import fused, fused_build
 from dsmexp.core.objectives.step import step_terms
 from dsmexp.core.objectives.terms import METRICS
 from dsmexp.errors import ConfigError
 from dsmexp.records import artifacts, metrics_file, tables
 from dsmexp.train import trainer
+from dsmexp.train.preflight import preflight
 from tests.conftest import TINY, make_cfg, run_cli
 
 try:
-    fused.load()
+    fused_build.load()
     UNAVAILABLE = None
-except fused.BuildError as err:
+except fused_build.BuildError as err:
     UNAVAILABLE = f"fused kernel unavailable here: {err}"
 needs_kernel = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
 
@@ -160,21 +161,21 @@ def test_settings_outside_the_kernel_use_torch_or_are_refused():
     assert fused.choose(make_cfg("model.activation=softplus"))[0] == "torch"
     assert fused.choose(make_cfg("kernel=torch")) == ("torch", "kernel=torch")
     with pytest.raises(ConfigError, match=r"^kernel=fused: model.hidden=\[8, 8, 8\]"):
-        fused.check_config(make_cfg("kernel=fused", "model.hidden=[8,8,8]"))
+        preflight(make_cfg("kernel=fused", "model.hidden=[8,8,8]"))
     custom = make_cfg("kernel=fused", "model=custom", "model.target=tests.user_modules.ResidualMLP")
     with pytest.raises(ConfigError, match=r"^kernel=fused: model=custom: the fused kernel covers"):
-        fused.check_config(custom)
+        preflight(custom)
     # kernel=auto keeps the torch path where its matrix products are faster (wide middle layers)
     assert fused.choose(make_cfg("model.hidden=[128,128]"))[0] == "torch"
     assert fused.not_applicable(make_cfg("kernel=fused", "model.hidden=[128,128]")) is None
     with pytest.raises(ConfigError, match="kernel=gpu: must be one of auto, fused, torch"):
-        fused.check_config(make_cfg("kernel=gpu"))
+        preflight(make_cfg("kernel=gpu"))
 
 
 BUILD_SCRIPT = """
 import logging, sys, torch
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-from dsmexp.core.objectives import fused
+from dsmexp.core.objectives import fused, fused_build
 from dsmexp.core.networks import ScoreMLP
 torch.manual_seed(0)
 model = ScoreMLP(2, [16, 32], "tanh")
@@ -192,7 +193,7 @@ def _compiles(err: str) -> int:
 @needs_kernel
 @pytest.mark.slow
 def test_two_processes_building_into_one_cache_at_once(tmp_path):
-    env = os.environ | {fused.CACHE_ENV: str(tmp_path / "cache")}
+    env = os.environ | {fused_build.CACHE_ENV: str(tmp_path / "cache")}
     procs = [subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -218,7 +219,7 @@ def test_two_processes_building_into_one_cache_at_once(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
 def test_a_build_killed_midway_leaves_nothing_that_stops_the_next(tmp_path, signal_name):
-    env = os.environ | {fused.CACHE_ENV: str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    env = os.environ | {fused_build.CACHE_ENV: str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT], env=env, text=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     line = first.stderr.readline()  # blocks until the compile has started (or the process ended)
@@ -243,11 +244,11 @@ def test_a_wait_for_another_builder_is_reported_and_bounded(tmp_path, monkeypatc
     """A process holding the build lock (another build) is waited for, said so, and given up on after
     LOCK_WAIT_S with one line naming it; kernel=auto then runs on the torch path."""
     cache = tmp_path / "cache"
-    monkeypatch.setenv(fused.CACHE_ENV, str(cache))
+    monkeypatch.setenv(fused_build.CACHE_ENV, str(cache))
     monkeypatch.setenv("CXX", "c++")
     if shutil.which("c++") is None:
         pytest.skip("no C++ compiler")
-    lock = fused.library_path("c++").with_suffix(".lock")
+    lock = fused_build.library_path("c++").with_suffix(".lock")
     cache.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, os, sys, time\n"
@@ -257,13 +258,13 @@ def test_a_wait_for_another_builder_is_reported_and_bounded(tmp_path, monkeypatc
     try:
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(safe_io, "NOTICE_AFTER_S", 0.3)
-        monkeypatch.setattr(fused, "LOCK_WAIT_S", 1.5)
-        monkeypatch.setattr(fused, "_loaded", None)
+        monkeypatch.setattr(fused_build, "LOCK_WAIT_S", 1.5)
+        monkeypatch.setattr(fused_build, "_loaded", None)
         monkeypatch.setattr(logging.getLogger(), "handlers", [])  # notices go to stderr
         start = time.monotonic()
-        with pytest.raises(fused.BuildError, match=rf"^gave up after 2 s waiting for process {holder.pid}, "
-                           "which is compiling the fused CPU kernel into .*; use kernel=torch$"):
-            fused.load()
+        gave_up = rf"^gave up after 2 s waiting for process {holder.pid}, which is compiling the fused CPU"
+        with pytest.raises(fused_build.BuildError, match=gave_up + " kernel into .*; use kernel=torch$"):
+            fused_build.load()
         assert time.monotonic() - start < 10
         err = capsys.readouterr().err
         assert f"waiting for process {holder.pid}, which is compiling the fused CPU kernel" in err
@@ -276,12 +277,12 @@ def test_a_wait_for_another_builder_is_reported_and_bounded(tmp_path, monkeypatc
 def test_a_kernel_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch):
     not_a_dir = tmp_path / "cache"
     not_a_dir.write_text("a file\n")
-    monkeypatch.setenv(fused.CACHE_ENV, str(not_a_dir))
+    monkeypatch.setenv(fused_build.CACHE_ENV, str(not_a_dir))
     for kernel in ("auto", "fused"):
         with pytest.raises(ConfigError, match=rf"^DSMEXP_KERNEL_CACHE={not_a_dir}: is not a directory"):
-            fused.check_config(make_cfg(f"kernel={kernel}"))
-    fused.check_config(make_cfg("kernel=torch"))  # never needs the cache
-    monkeypatch.setenv(fused.CACHE_ENV, str(not_a_dir / "sub"))
+            preflight(make_cfg(f"kernel={kernel}"))
+    preflight(make_cfg("kernel=torch"))  # never needs the cache
+    monkeypatch.setenv(fused_build.CACHE_ENV, str(not_a_dir / "sub"))
     with pytest.raises(ConfigError, match="lies under .*cache, which is not a directory"):
-        fused.check_config(make_cfg("kernel=auto"))
+        preflight(make_cfg("kernel=auto"))
     assert not_a_dir.read_text() == "a file\n"
