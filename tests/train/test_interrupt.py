@@ -34,8 +34,11 @@ def _last_line(stderr: str) -> str:
 def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     env = os.environ | {"HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    # Ctrl-C's default action in the child, even where this suite was started in the background by a
+    # shell without job control (which starts it with SIGINT ignored, and children inherit that)
     proc = subprocess.Popen([sys.executable, "-m", "dsmexp", *RUN, "hydra.run.dir=run"], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = run_dir / metrics_file.METRICS_FILE
     try:
         deadline = time.monotonic() + 120
@@ -64,11 +67,15 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tmp_path, monkeypatc
             os.kill(os.getpid(), signal.SIGINT)
         return step(self, i)
     monkeypatch.setattr(trainer.Trainer, "_step", ctrl_c_later)
-    code, stderr = run_cli_in_process(*RUN, "hydra.run.dir=run", cwd=tmp_path, monkeypatch=monkeypatch)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as Python starts from a terminal
+    try:
+        code, stderr = run_cli_in_process(*RUN, "hydra.run.dir=run", cwd=tmp_path, monkeypatch=monkeypatch)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the run put it back
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert code == 130
     assert _last_line(stderr) == f"dsmexp: interrupted at step {done + 6}; the same command resumes"
     assert "Traceback" not in stderr
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert f"resuming {run_dir} from step {done}" in (run_dir / "dsmexp.log").read_text()
     after = _rows(metrics)
     assert after[:done] == before and [int(r[0]) for r in after] == list(range(done + 6))
