@@ -36,6 +36,7 @@ def test_a_finished_run_from_before_the_move_is_read_and_skipped(tmp_path):
 def test_the_same_run_with_another_setting_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(STORED, run_dir)
-    overrides = [o for o in OmegaConf.load(STORED / ".hydra" / "overrides.yaml") if not o.startswith("steps=")]
+    stored = OmegaConf.load(STORED / ".hydra" / "overrides.yaml")
+    overrides = [o for o in stored if not o.startswith("steps=")]
     with pytest.raises(ConfigError, match=r"holds a run with other settings \(steps differ, per its summary"):
         identity.check_existing_run(make_cfg(*overrides, "steps=31"), run_dir)
