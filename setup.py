@@ -1,6 +1,6 @@
 """Build hook only (the package metadata is in pyproject.toml): the configs live in the top-level conf/
 of the repository and are copied into the built package as dsmexp/conf, so an installed wheel finds
-them (dsmexp/config.py CONF_DIR)."""
+them (dsmexp/config/store.py CONF_DIR)."""
 
 import shutil
 from pathlib import Path

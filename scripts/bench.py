@@ -5,7 +5,7 @@ data, network and noise for
   (a) a naive reference in the common style: one forward for DSM-S, the ISM trace by a Python loop of
       autograd.grad(create_graph=True) over dimensions, separate backward passes;
   (b) dsmexp's torch path (kernel=torch);
-  (c) dsmexp's fused C++ CPU kernel (kernel=fused, dsmexp/fused.py), when it builds here;
+  (c) dsmexp's fused C++ CPU kernel (kernel=fused, dsmexp/core/objectives/fused.py), when it builds here;
   (d) dsmexp's torch path with torch.compile (--no-compile skips it).
 
 Every variant draws its noise inside the timed step, as the runner does. dsmexp_ms and speedup_vs_naive

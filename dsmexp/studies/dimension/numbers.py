@@ -1,8 +1,7 @@
 """The dimension study's numbers, read from its saved runs only: per-step cost, distance to the data
 score against wall-clock time, per-point variance of each fitting-term estimator, and the verdict.
 
-The report and its command line are in dsmexp/dimension_report.py, the figures in
-dsmexp/dimension_figures.py.
+The report and its command line are in report.py, the figures in figures.py.
 
 For each d the objectives are compared at one wall-time budget, the shortest total training time among
 them, so that every objective is observed up to it: the winner is the objective whose held-out
@@ -88,7 +87,7 @@ def load_study(sweep_dir: Path) -> Study:
 
 @dataclass
 class Timing:
-    """timing.json of the study (dsmexp.dimension_timing): ms per step measured in one process."""
+    """timing.json of the study (timing.py): ms per step measured in one process."""
 
     by_d: dict[str, dict[int, float]]  # loss -> {d: median ms per step}
     by_width: dict[str, dict[str, float]]  # loss -> {"w1-w2": median ms per step} at width_dim

@@ -1,7 +1,7 @@
 """The dimension study's report.md (and the DSM-S pilot's pilot.md), from its saved runs only, with
-Figures 5-7 (dsmexp/dimension_figures.py) drawn from the numbers of dsmexp/dimension.py.
+Figures 5-7 (figures.py) drawn from the numbers of numbers.py.
 
-    python -m dsmexp.dimension_report outputs/sweeps/dimension-quick
+    python -m dsmexp.dimension outputs/sweeps/dimension-quick
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def write_pilot_table(pilot_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dsmexp.dimension_report",
+    parser = argparse.ArgumentParser(prog="python -m dsmexp.dimension",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/sweeps/dimension-quick")
     parser.add_argument("--out", type=Path, help="default: outputs/figures/<sweep name>")
