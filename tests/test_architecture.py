@@ -49,6 +49,19 @@ def test_an_upward_import_hidden_in_a_function_breaks_the_contract(tmp_path):
     assert "2 broken" in out.stdout
 
 
+def test_the_python_api_raises_dsmexp_errors_not_hydra_types(tmp_path):
+    from hydra.errors import HydraException
+
+    import dsmexp
+    from dsmexp.errors import ConfigError, DsmexpError, RunFileError
+
+    assert not issubclass(DsmexpError, HydraException)
+    (tmp_path / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")
+    with pytest.raises(RunFileError, match="not a file dsmexp wrote") as err:
+        dsmexp.load_metrics(tmp_path)
+    assert isinstance(err.value, DsmexpError) and not isinstance(err.value, (HydraException, ConfigError))
+
+
 @pytest.mark.parametrize("module", ["dsmexp.errors", "dsmexp.safe_io",
                                     "hydra_plugins.dsmexp_sweeper.dsmexp_sweeper"])
 def test_the_bottom_layers_and_the_scanned_plugin_import_neither_torch_nor_pandas(module):

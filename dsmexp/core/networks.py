@@ -164,8 +164,11 @@ def _probe(model: nn.Module, points: Tensor, target: str) -> Tensor:
     return out.detach().double()
 
 
+# model=NAME -> its builder from the model config group and the data dimension
+MODELS = {"mlp": lambda cfg, dim: ScoreMLP(dim, list(cfg.hidden), cfg.activation),
+          "custom": lambda cfg, dim: build_custom(cfg.target, dict(cfg.kwargs), dim)}
+
+
 def build_model(cfg, dim: int) -> nn.Module:
     """The score network a run's model config asks for: ScoreMLP, or any nn.Module (model=custom)."""
-    if cfg.name == "custom":
-        return build_custom(cfg.target, dict(cfg.kwargs), dim)
-    return ScoreMLP(dim, cfg.hidden, cfg.activation)
+    return MODELS[cfg.name](cfg, dim)

@@ -15,6 +15,7 @@ from dsmexp.config import CONF_DIR, compose, validate
 from dsmexp.config.dataset import DATASET_SCHEMAS
 from dsmexp.config.model import MODEL_SCHEMAS
 from dsmexp.core.datasets import DATASETS
+from dsmexp.core.networks import MODELS
 from dsmexp.core.objectives.registry import OBJECTIVES
 from dsmexp.core.optimizers import OPTIMIZERS
 from dsmexp.errors import ConfigError
@@ -88,4 +89,4 @@ def test_each_group_lists_exactly_the_names_its_code_knows():
     assert options("loss") == sorted(OBJECTIVES)
     assert options("dataset") == sorted(DATASET_SCHEMAS) == sorted(DATASETS)
     assert options("optimizer") == sorted(OPTIMIZERS)
-    assert options("model") == sorted(MODEL_SCHEMAS)
+    assert options("model") == sorted(MODEL_SCHEMAS) == sorted(MODELS)
