@@ -11,9 +11,8 @@ data, network and noise for
 Every variant draws its noise inside the timed step, as the runner does. dsmexp_ms and speedup_vs_naive
 describe the default step (kernel=auto: the fused kernel when it builds, else the torch path). Then the
 default step on one thread against all threads, and ms/step against M and against the dimension d
-(Gaussian data) for the exact trace, and ms/step
-of each objective trained alone (diagnostics off: ism, dsm_s, ssm, ssm_vr and fd_ssm with one projection)
-against d for the paper's 16-32 network and a 16-32-32 one (ms_by_loss_d, ms_by_loss_d_3layer), on the
+(Gaussian data) for the exact trace, and ms/step of each objective trained alone (diagnostics off: every
+objective of the registry, the estimators with one projection) against d for the paper's 16-32 network and a 16-32-32 one (ms_by_loss_d, ms_by_loss_d_3layer), on the
 same M*N points (N=1000, M=50, sigma=0.01). Medians over interleaved repeats after warm-up, with min-max
 spread; results go to outputs/bench/bench.json.
 
@@ -40,14 +39,14 @@ from dsmexp.core.kernels.tangent import TangentKernel
 from dsmexp.core.networks import ScoreMLP
 from dsmexp.core.objectives import fused, fused_build
 from dsmexp.core.objectives.estimators import draw_projections
-from dsmexp.core.objectives.registry import objective
+from dsmexp.core.objectives.registry import OBJECTIVES, objective
 from dsmexp.core.objectives.step import step_terms
 from dsmexp.core.objectives.terms import METRICS
 from dsmexp.train.trainer import CPU_CHUNK, CUDA_CHUNK, prepare_cpu
 
 SIGMA, N, HIDDEN, HIDDEN_3 = 0.01, 1000, [16, 32], [16, 32, 32]
 M_PAPER = 500
-LOSSES = ("ism", "dsm_s", "ssm", "ssm_vr", "fd_ssm")
+LOSSES = tuple(OBJECTIVES)  # every objective of the registry, each trained alone
 SCALES = {"full": {"m": M_PAPER, "by_m": (1, 10, 100, 500), "by_d": (2, 8, 32, 128), "d_m": 50,
                    "by_loss_d": (2, 8, 32, 128, 512)},
           "smoke": {"m": 10, "by_m": (1, 10), "by_d": (2, 8), "d_m": 5, "by_loss_d": (2, 8)}}
