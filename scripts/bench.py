@@ -12,8 +12,9 @@ Every variant draws its noise inside the timed step, as the runner does. dsmexp_
 describe the default step (kernel=auto: the fused kernel when it builds, else the torch path). Then the
 default step on one thread against all threads, and ms/step against M and against the dimension d
 (Gaussian data) for the exact trace, and ms/step of each objective trained alone (diagnostics off: every
-objective of the registry, the estimators with one projection) against d for the paper's 16-32 network and a 16-32-32 one (ms_by_loss_d, ms_by_loss_d_3layer), on the
-same M*N points (N=1000, M=50, sigma=0.01). Medians over interleaved repeats after warm-up, with min-max
+objective of the registry, the estimators with one projection) against d for the paper's 16-32 network
+and a 16-32-32 one (ms_by_loss_d, ms_by_loss_d_3layer), on the same M*N points (N=1000, M=50,
+sigma=0.01). Medians over interleaved repeats after warm-up, with min-max
 spread; results go to outputs/bench/bench.json.
 
     make bench                          # or: python scripts/bench.py --device cuda --repeats 20
