@@ -17,7 +17,7 @@ from dsmexp.config.loss import check_loss
 from dsmexp.config.model import check_model
 from dsmexp.config.optimizer import check_optimizer
 from dsmexp.config.root import check_root
-from dsmexp.config.store import group_schema
+from dsmexp.config.store import GROUP_SCHEMAS, group_schema
 from dsmexp.errors import ConfigError
 
 
@@ -43,7 +43,7 @@ def _check_keys(cfg: DictConfig) -> None:
     """Refuse keys the schema does not know (`+sigam=0.1`), with the closest known key."""
     top = ConfigStore.instance().repo["dsmexp_schema.yaml"].node  # as registered: a plugin may extend it
     _check_known(cfg, OmegaConf.structured(top), "", skip=("hydra",))
-    for group in ("dataset", "loss", "model", "optimizer"):
+    for group in GROUP_SCHEMAS:
         node = cfg.get(group)
         if not isinstance(node, DictConfig):
             continue

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dsmexp.config.dataset import DATASET_SCHEMAS
 from dsmexp.config.root import Config
+from dsmexp.config.store import GROUP_SCHEMAS
 from dsmexp.errors import ConfigError
 from dsmexp.records import artifacts
 from dsmexp.safe_io import unreadable
@@ -17,9 +18,9 @@ from dsmexp.safe_io import unreadable
 # Keys that do not change the logged numbers (how fast a run goes, or only the end-of-run score field);
 # runs that differ only here are the same run. threads and chunk_size change the last float32 digits
 # (summing in another order), so summary.json records them and a resume that changes them warns.
-GROUPS = ("dataset", "loss", "model", "optimizer")  # a group's chosen option is the column named for it
 NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "kernel", "checkpoint_every",
                    "grid_size", "logger")
+GROUPS = tuple(GROUP_SCHEMAS)  # the config groups: in a flat table, a group's option is the column named for it
 
 
 def result_config(cfg: DictConfig) -> dict:
