@@ -20,7 +20,7 @@ from dsmexp.safe_io import unreadable
 # (summing in another order), so summary.json records them and a resume that changes them warns.
 NON_RESULT_KEYS = ("device", "threads", "overwrite", "chunk_size", "compile", "kernel", "checkpoint_every",
                    "grid_size", "logger")
-GROUPS = tuple(GROUP_SCHEMAS)  # the config groups: in a flat table, a group's option is the column named for it
+GROUPS = tuple(GROUP_SCHEMAS)  # the config groups: in a flat table, a group's option is its own column
 
 
 def result_config(cfg: DictConfig) -> dict:
