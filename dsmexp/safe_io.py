@@ -27,6 +27,7 @@ from typing import Any
 
 from dsmexp.errors import LockTimeout, RunFileError
 
+FILE_MODE = 0o666  # what a new file may allow; the umask takes away the rest, as for any other program
 NOTICE_AFTER_S = 3.0  # a wait for a lock is reported once it has lasted this long
 HEARTBEAT_S = 30.0  # and again every this many seconds
 
@@ -62,10 +63,17 @@ def refuse_symlink(path: Path) -> None:
         raise symlinked(path)
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back: there is no other way to read it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def open_append(path: Path, newline: str | None = None) -> Any:
     """path opened for appending text, never through a symbolic link (RunFileError naming it)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     except OSError as err:
         if Path(path).is_symlink():
             raise symlinked(path) from None
@@ -91,6 +99,7 @@ def replace_atomically(path: Path, write: Any) -> None:
     refuse_symlink(path)
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, FILE_MODE & ~current_umask())  # mkstemp makes it 0600; a result file follows the umask
     except OSError as err:
         raise write_failed(path, err) from None
     os.close(fd)
@@ -164,7 +173,7 @@ def exclusive(path: Path, doing: str, limit_s: float = 600.0) -> Iterator[None]:
     releases it if the holder dies. For short critical sections (creating an MLflow experiment) and the
     fused kernel's build."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
     except OSError as err:
         if path.is_symlink():
             raise symlinked(path) from None

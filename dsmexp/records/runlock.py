@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from dsmexp.errors import LockTimeout, RunBusy
-from dsmexp.safe_io import symlinked, wait_for_lock, write_failed
+from dsmexp.safe_io import FILE_MODE, symlinked, wait_for_lock, write_failed
 
 LOCK_FILE = ".dsmexp.lock"
 
@@ -36,7 +36,7 @@ class RunLock:
         (A sweep directory's lock is taken with wait=True for the moments its jobs.json and runs.csv
         are rewritten, so sweeps sharing a directory never lose each other's plan.)"""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         except OSError as err:
             if self.path.is_symlink():
                 raise symlinked(self.path) from None
