@@ -63,6 +63,15 @@ def refuse_symlink(path: Path) -> None:
         raise symlinked(path)
 
 
+def shown_path(path: Path) -> str:
+    """A path as the user named it: relative to the working directory when inside it."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def current_umask() -> int:
     """The process's umask (read by setting it and putting it back: there is no other way to read it)."""
     mask = os.umask(0o022)

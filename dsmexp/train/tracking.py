@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 
 from dsmexp.records import artifacts
 from dsmexp.records.identity import config_columns
-from dsmexp.safe_io import exclusive
+from dsmexp.safe_io import exclusive, shown_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def experiment_name(sweep_dir: Path) -> str:
     """The MLflow experiment of a sweep directory: its path as the user named it, with ' and \\ written
     %27 and %5C (MLflow's file store looks experiments up by a quoted name, and cannot quote those;
     runs are found by their own path, so two directories sharing an experiment never mix)."""
-    return _shown(sweep_dir).replace("'", "%27").replace("\\", "%5C")
+    return shown_path(sweep_dir).replace("'", "%27").replace("\\", "%5C")
 
 
 def _quotable(text: str) -> bool:
@@ -251,12 +251,3 @@ def figures_to_tensorboard(sweep_dir: Path, pngs: Sequence[Path]) -> Path | None
         for png in sorted(p for p in pngs if Path(p).suffix == ".png"):
             writer.add_image(Path(png).stem, plt.imread(png)[..., :3], 0, dataformats="HWC")
     return target
-
-
-def _shown(path: Path) -> str:
-    """A directory as the user named it: relative to the working directory when inside it."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

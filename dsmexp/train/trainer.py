@@ -31,6 +31,7 @@ from dsmexp.errors import RunFileError
 from dsmexp.records import artifacts, metrics_file
 from dsmexp.records.identity import check_existing_run, result_config
 from dsmexp.records.runlock import RunLock
+from dsmexp.safe_io import shown_path
 from dsmexp.train.interrupt import Interrupted, sigint_between_steps
 from dsmexp.train.preflight import preflight
 from dsmexp.train.summary import device_name, write_summary
@@ -39,6 +40,7 @@ from dsmexp.train.tracking import Tracker
 log = logging.getLogger(__name__)
 __all__ = ["Trainer", "prepare_cpu", "run"]
 FLUSH_STEPS = {"cpu": 1, "cuda": 25}  # steps between metric copies to the host (one sync each)
+PROGRESS_EVERY_S = 30.0  # without a terminal (a log file, Slurm, nohup): a progress line this often
 
 
 @dataclass(frozen=True)
@@ -180,9 +182,11 @@ class Trainer:
         self.write_summary("completed")
         self.tracker.finish("completed", self.run_dir)
         row = self.last_row
-        log.info("completed %d steps in %.1f s: loss=%.6g fit_ism=%.6g fit_dsm=%.6g fit_est=%.6g esm=%.4g "
-                 "esm_data=%.4g", self.steps_done, self.elapsed, row["loss"], row["fit_ism"], row["fit_dsm"],
-                 row["fit_est"], row["esm"], row["esm_data"])
+        log.info("completed %d steps in %.1f s: %s", self.steps_done, self.elapsed,
+                 _values(row, [*objective(cfg.loss.name).reported, "esm", "esm_data"]))
+        where = shown_path(self.run_dir)
+        log.info("results in %s (metrics.csv, summary.json%s); dsmexp.load_metrics(%r) reads every step",
+                 where, ", score_field.npz" if self.dataset.dim == 2 else "", where)
         return "completed"
 
     def _resume(self) -> list[list[float]]:
@@ -231,6 +235,8 @@ class Trainer:
         pending: list[tuple[int, torch.Tensor, float]] = []
         flush_every = FLUSH_STEPS.get(self.device.type, 1)
         clock = time.perf_counter() - self.elapsed
+        self._progress_start = (self.steps_done, time.monotonic())
+        self._next_progress = time.monotonic() + PROGRESS_EVERY_S
         bar = tqdm(total=cfg.steps, initial=self.steps_done, desc=f"{cfg.loss.name} sigma={cfg.sigma:g}",
                    unit="step", disable=None, dynamic_ncols=True)
         with bar, sigint_between_steps() as interrupted:
@@ -300,6 +306,18 @@ class Trainer:
         self.steps_done = rows[-1][0] + 1
         bar.update(len(rows))
         bar.set_postfix(loss=f"{self.last_row['loss']:.4g}")
+        if bar.disable and (time.monotonic() >= self._next_progress or self.steps_done == self.cfg.steps):
+            self._log_progress()
+
+    def _log_progress(self) -> None:
+        """A progress line for logs without a terminal (no tqdm bar): step, the objective's numbers, rate
+        and the time left; every PROGRESS_EVERY_S seconds and at the last step."""
+        self._next_progress = time.monotonic() + PROGRESS_EVERY_S
+        done, total = self.steps_done, self.cfg.steps
+        rate = (done - self._progress_start[0]) / max(time.monotonic() - self._progress_start[1], 1e-9)
+        left = (total - done) / rate if rate > 0 else math.inf
+        log.info("step %d/%d (%d%%): %s; %.1f steps/s, %s left", done, total, 100 * done // total,
+                 _values(self.last_row, objective(self.cfg.loss.name).reported), rate, _duration(left))
 
     def _save_score_field(self) -> None:
         """The learned score on a grid covering the data (2-D datasets only)."""
@@ -329,6 +347,21 @@ class Trainer:
 
     def write_summary(self, status: str) -> None:
         write_summary(self.run_dir, self.cfg, status, **self.progress())
+
+
+def _values(row: dict, columns: list[str]) -> str:
+    """`name=value` for the columns that have a value (a metric not computed is left out, not nan)."""
+    return " ".join(f"{c}={row[c]:.6g}" for c in columns if c in row and math.isfinite(row[c]))
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown time"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def _axis(values: np.ndarray, size: int) -> np.ndarray:

@@ -44,6 +44,7 @@ class Objective:
     colour: str = "k"
     marker: str = "o"
     long_label: str = ""
+    reported: tuple[str, ...] = ()  # what a run's progress and last lines show, the trained value first
 
     @property
     def estimator(self) -> bool:
@@ -66,19 +67,21 @@ class Objective:
 
 
 _SLICED_KEYS = ("projections", "projection")
+_EST_REPORTED = ("loss_est", "fit_est", "fit_ism")
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("ism", "ISM", "ism", "loss_ism", fused_ok=True, colour=ISM_COLOUR, marker="o",
-              long_label="exact ISM"),
+              long_label="exact ISM", reported=("loss_ism", "fit_ism", "fit_dsm")),
+    # DSM's value is mostly its constant E|eps|^2 / (2 sigma^2): its lines show DSM-S, the part that moves
     Objective("dsm", "DSM", "dsm", "loss_dsm", needs_noise=True, fused_ok=True, colour=DSM_COLOUR,
-              marker="x"),
+              marker="x", reported=("loss_dsm_s", "fit_dsm", "fit_ism", "const_dsm")),
     Objective("dsm_s", "DSM-S", "dsm", "loss_dsm_s", needs_noise=True, fused_ok=True, colour=DSM_COLOUR,
-              marker="v"),
+              marker="v", reported=("loss_dsm_s", "fit_dsm", "fit_ism")),
     Objective("ssm", "SSM", "est", "loss_est", terms=ssm_terms, keys=_SLICED_KEYS, colour="#2ca02c",
-              marker="^"),
+              marker="^", reported=_EST_REPORTED),
     Objective("ssm_vr", "SSM-VR", "est", "loss_est", terms=ssm_vr_terms, keys=_SLICED_KEYS, colour="#9467bd",
-              marker="s"),
+              marker="s", reported=_EST_REPORTED),
     Objective("fd_ssm", "FD-SSM", "est", "loss_est", terms=fd_ssm_terms, points_per_projection=2,
-              keys=(*_SLICED_KEYS, "fd_eps"), colour="#8c564b", marker="D"),
+              keys=(*_SLICED_KEYS, "fd_eps"), colour="#8c564b", marker="D", reported=_EST_REPORTED),
 )}
 
 
