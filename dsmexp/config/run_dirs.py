@@ -6,17 +6,23 @@ from __future__ import annotations
 import math
 
 
-def run_dirname(overrides: str) -> str:
-    """A run directory name from Hydra's override_dirname, with numbers written by value.
+def run_dirname(overrides: str, experiment: str | None = None, profile: str | None = None) -> str:
+    """A run directory name from Hydra's override_dirname (and, for a single run, the chosen experiment
+    and profile presets), with numbers written by value.
 
     `sigma=1e-2` and `sigma=0.01` name the same directory (`sigma=0.01`); whole numbers lose a trailing
     `.0`; anything that is not a number (lists, names) is kept as typed, except that `%`, `/` and NUL
     are written %25, %2F and %00: the name is always one directory inside outputs/runs or the sweep
     directory (`model.kwargs.path=../../x` cannot name a directory elsewhere).
     """
-    if not overrides:
+    items = _split_items(overrides) if overrides else []
+    presets = [f"{key}={value}" for key, value in (("experiment", experiment), ("profile", profile))
+               if value is not None]
+    if presets:  # a preset names the run too (hydra.run.dir); sorted by key, as Hydra sorts the overrides
+        items = sorted(items + presets, key=lambda item: item.partition("=")[0])
+    if not items:
         return "default"
-    name = ",".join(_canonical_item(item) for item in _split_items(overrides))
+    name = ",".join(_canonical_item(item) for item in items)
     name = name.replace("%", "%25").replace("/", "%2F").replace("\0", "%00")
     return name.replace(".", "%2E") if name in (".", "..") else name
 

@@ -86,3 +86,19 @@ def test_a_run_whose_setting_holds_a_path_writes_only_inside_its_run_directory(t
     run_dirs = [p for p in (cwd / "outputs" / "runs").iterdir()]
     assert len(run_dirs) == 1 and (run_dirs[0] / "summary.json").is_file()
     assert all(run_dirs[0] in f.parents for f in _files(tmp_path)), _files(tmp_path)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ([], "default"),
+    (["loss=ism", "sigma=0"], "loss=ism,sigma=0"),
+    (["experiment=paper"], "experiment=paper"),
+    (["experiment=paper", "+profile=quick", "loss=ism"], "experiment=paper,loss=ism,profile=quick"),
+    (["+profile=smoke", "seed=3"], "profile=smoke,seed=3"),
+])
+def test_a_preset_is_part_of_a_single_runs_directory_name(overrides, expected):
+    """`dsmexp experiment=paper` never lands in the plain run's outputs/runs/default (where it was refused
+    as a run with other settings); names without a preset are what they were."""
+    cfg = compose(overrides, hydra_config=True)
+    assert Path(cfg.hydra.run.dir) == Path("outputs/runs") / expected
+    assert cfg.hydra.sweep.subdir == run_dirname(",".join(o for o in overrides if "experiment" not in o
+                                                          and "profile" not in o))
