@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from dsmexp.errors import ConfigError, DsmexpError, RunBusy, RunFileError
 from dsmexp.records.runlock import LOCK_FILE, RunLock
@@ -29,9 +29,9 @@ SWEEP_FILES = ("multirun.yaml", "jobs.json", RUNS_FILE, LOCK_FILE)
 
 def sweep(sweeper: Any, arguments: list[str]) -> Any:
     """Check every job, record the plan, launch the runnable jobs, then tabulate the sweep."""
+    sweep_dir = _fix_sweep_dir(sweeper)
     jobs = _expand(sweeper, arguments)
     runnable, planned = _check(sweeper, jobs)
-    sweep_dir = Path(sweeper.config.hydra.sweep.dir)
     for name in SWEEP_FILES:
         refuse_symlink(sweep_dir / name)
     try:
@@ -46,6 +46,19 @@ def sweep(sweeper: Any, arguments: list[str]) -> Any:
         returns.extend(sweeper.launcher.launch(runnable[start:start + size], initial_job_idx=start))
     _finish(sweep_dir, returns, planned)
     return [returns]
+
+
+def _fix_sweep_dir(sweeper: Any) -> Path:
+    """The sweep directory, resolved once from the whole command and handed to every job as a hydra
+    override (as `hydra.sweep.dir=...` typed by the user is): the default name comes from the command's
+    settings (conf/config.yaml), which each job would otherwise resolve from its own."""
+    sweep_dir = Path(sweeper.config.hydra.sweep.dir)
+    given = sweeper.config.hydra.overrides.hydra
+    if not any(str(o).split("=", 1)[0].lstrip("+~") == "hydra.sweep.dir" for o in given):
+        quoted = str(sweep_dir).replace("\\", "\\\\").replace("'", "\\'")
+        with open_dict(sweeper.config):
+            given.append(f"hydra.sweep.dir='{quoted}'")
+    return sweep_dir
 
 
 def _expand(sweeper: Any, arguments: list[str]) -> list[list[str]]:

@@ -168,3 +168,21 @@ def test_sweeps_sharing_a_directory_keep_the_whole_plan(tmp_path):
             cwd=tmp_path)
     rows = read_table(tmp_path / "outputs" / "figs" / "runs.csv")
     assert sorted(r["status"] for r in rows) == ["completed"] * 9 + ["skipped"]
+
+
+def test_the_same_multirun_again_resumes_its_sweep_directory(tmp_path, monkeypatch):
+    """Without hydra.sweep.dir a sweep is named by its command's settings, as a single run is, so the same
+    command again finds its jobs finished and trains nothing."""
+    args = ["-m", *TINY, "eval_samples=50", "kernel=torch", "threads=1", "loss=ism,dsm_s", "sigma=0,1e-2"]
+    code, stderr = run_cli_in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert code == 0, stderr
+    [sweep] = (tmp_path / "outputs" / "sweeps").iterdir()  # one directory for the whole sweep
+    assert sweep.name.startswith("dataset.n_samples=64,") and "loss=ism,dsm_s" in sweep.name
+    runs = sorted(p.parent for p in sweep.glob("*/metrics.csv"))
+    assert len(runs) == 3  # dsm_s at sigma = 0 is skipped
+    before = {p: (p / "metrics.csv").stat().st_mtime_ns for p in runs}
+    code, stderr = run_cli_in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert code == 0, stderr
+    assert [p.name for p in (tmp_path / "outputs" / "sweeps").iterdir()] == [sweep.name]
+    assert {p: (p / "metrics.csv").stat().st_mtime_ns for p in runs} == before  # nothing trained again
+    assert sorted(r["status"] for r in read_table(sweep / "runs.csv")) == ["completed"] * 3 + ["skipped"]
