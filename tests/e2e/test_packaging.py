@@ -10,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
+from packaging.requirements import Requirement
 
 from tests.conftest import SESSION_KERNEL_CACHE
 
@@ -35,6 +37,10 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_any_directory(tmp_path):
                     "-w", str(dist), str(ROOT)], check=True, capture_output=True, text=True)
     wheel = next(dist.glob("dsmexp-*.whl"))
     shipped = zipfile.ZipFile(wheel).namelist()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in shipped if n.endswith("/METADATA"))).decode()
+    torch_pin = next(Requirement(line.split(":", 1)[1]) for line in metadata.splitlines()
+                     if line.startswith("Requires-Dist: torch"))
+    assert "<" in str(torch_pin.specifier) and torch_pin.specifier.contains(torch.__version__.split("+")[0])
     assert "dsmexp/core/objectives/csrc/fused_step.cpp" in shipped  # the fused kernel's source
     assert "dsmexp/conf/config.yaml" in shipped and "dsmexp/conf/experiment/paper.yaml" in shipped
     env_dir = tmp_path / "venv"
