@@ -9,8 +9,9 @@ loop writes them, also go to TensorBoard or MLflow, and the end of a run is repo
   (experiment_name: its path, with ' and \\ written %27 and %5C).
   The store is MLFLOW_TRACKING_URI when set, else a local file store, outputs/mlruns (no server).
 
-Both need the optional extra (`pip install "dsmexp[tracking]"`). The preflight (preflight.py) rejects an
-unknown logger, a missing package or an unreachable MLFLOW_TRACKING_URI before any work (check_logger).
+Both need the optional extra (`pip install ".[tracking]"` in a checkout). The preflight (preflight.py)
+rejects an unknown logger, a missing package, an unreachable MLFLOW_TRACKING_URI or a database store
+without its packages before any work (check_logger).
 A new backend is one BACKENDS entry (a class with log_rows and finish) and its PACKAGES entry. Once
 training runs, a tracker that fails (disk full, server gone) is reported once and dropped: the run goes
 on, and metrics.csv, the record, is never affected.
@@ -37,7 +38,8 @@ from dsmexp.safe_io import exclusive, shown_path
 
 log = logging.getLogger(__name__)
 
-PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}
+PACKAGES = {"tensorboard": ("tensorboard", "tensorboard==2.21.0"), "mlflow": ("mlflow", "mlflow==3.17.2")}
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # stores MLflow keeps with SQLAlchemy
 MLFLOW_STORE = Path("outputs") / "mlruns"  # relative to the working directory, like outputs/runs
 RUN_DIR_TAG = "dsmexp.run_dir"
 RUN_DIR_ID_TAG = "dsmexp.run_dir_sha256"  # the run directory's path hashed: safe in a filter string
@@ -67,8 +69,8 @@ def check_logger(logger: str) -> str | None:
         return None
     module, package = PACKAGES[logger]
     if importlib.util.find_spec(module) is None:
-        return (f"logger={logger}: the {package} package is not installed; "
-                f"pip install \"dsmexp[tracking]\" (or pip install {package})")
+        return (f"logger={logger}: the {module} package is not installed; pip install \"{package}\" (in a "
+                "dsmexp checkout: pip install \".[tracking]\", which make run does)")
     if logger == "mlflow":
         return _unreachable(os.environ.get("MLFLOW_TRACKING_URI", ""))
     return None
@@ -78,6 +80,12 @@ def check_logger(logger: str) -> str | None:
 def _unreachable(uri: str) -> str | None:
     """A line saying an http(s) tracking server does not answer, checked once per process."""
     parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme in DATABASE_SCHEMES:
+        if importlib.util.find_spec("sqlalchemy") is None or importlib.util.find_spec("alembic") is None:
+            return (f"MLFLOW_TRACKING_URI={uri}: a database store needs the full mlflow package "
+                    f"(SQLAlchemy and alembic); pip install \"{PACKAGES['mlflow'][1]}\"")
+        return None
     if parsed.scheme not in ("http", "https"):
         return None  # local stores (file, sqlite, a path) are created on first use
     port = parsed.port or (443 if parsed.scheme == "https" else 80)

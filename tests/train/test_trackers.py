@@ -57,8 +57,9 @@ def test_unknown_logger_and_missing_package_are_one_line(monkeypatch):
                         lambda name: None if name == "mlflow" else real(name))
     with pytest.raises(ConfigError) as err:
         preflight(make_cfg("logger=mlflow"))
-    assert str(err.value) == ('logger=mlflow: the mlflow-skinny package is not installed; '
-                              'pip install "dsmexp[tracking]" (or pip install mlflow-skinny)')
+    assert str(err.value) == ('logger=mlflow: the mlflow package is not installed; pip install '
+                              '"mlflow==3.17.2" (in a dsmexp checkout: pip install ".[tracking]", which make '
+                              'run does)')
     preflight(make_cfg("logger=tensorboard"))
     preflight(make_cfg())  # logger=none needs neither package
 
@@ -83,6 +84,29 @@ def test_tensorboard_holds_every_logged_metric_of_metrics_csv(tmp_path):
         got = events.Scalars(name)
         assert [e.step for e in got] == steps, name
         np.testing.assert_allclose([e.value for e in got], values, rtol=1e-6, err_msg=name)  # float32
+
+
+def test_an_sqlite_store_takes_the_run(tmp_path, monkeypatch):
+    """MLflow's recommended local store works with what the tracking extra installs."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    run_dir = tmp_path / "outputs" / "runs" / "r"
+    assert trainer.run(make_cfg(*FAST, "logger=mlflow"), run_dir) == "completed"
+    [run] = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("outputs/runs").experiment_id])
+    assert run.info.status == "FINISHED" and "loss" in run.data.metrics
+
+
+def test_a_database_store_without_its_packages_is_refused_in_one_line(monkeypatch):
+    real = tracking.importlib.util.find_spec
+    monkeypatch.setattr(tracking.importlib.util, "find_spec",
+                        lambda name: None if name == "sqlalchemy" else real(name))
+    tracking._unreachable.cache_clear()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///x.db")
+    with pytest.raises(ConfigError, match=r"^MLFLOW_TRACKING_URI=sqlite:///x.db: a database store needs "):
+        preflight(make_cfg("logger=mlflow"))
+    tracking._unreachable.cache_clear()
 
 
 def test_mlflow_run_holds_config_metrics_and_files(tmp_path, monkeypatch):
