@@ -13,7 +13,7 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dsmexp.config import CONF_DIR, compose, register_configs
+from dsmexp.config import CONF_DIR, compose, register_configs, validate
 from dsmexp.errors import DsmexpError
 from dsmexp.train import trainer
 from dsmexp.train.interrupt import Interrupted
@@ -67,19 +67,28 @@ def check_single_run(argv: list[str]) -> None:
     a directory another process is using, or one that cannot be written; exits 0 with one line when
     the run already finished (so a finished run in a read-only directory is still skipped).
 
-    Sweeps are checked job by job by the dsmexp sweeper; anything else (help, --cfg, shell
-    completion, custom config dirs, composition errors) is left to Hydra.
+    `--cfg` prints a config only when it passes the config checks (a config a run refuses is one line),
+    and a config directory of one's own (`-cd DIR`, `-cn NAME`) is checked the same way. Sweeps are
+    checked job by job by the dsmexp sweeper; help, shell completion, `-cp`, composition errors and
+    reruns are left to Hydra.
     """
     args = get_args_parser().parse_args(argv)
-    if (args.multirun or args.cfg or args.help or args.hydra_help or args.info
-            or args.shell_completion or args.config_path or args.config_name or args.config_dir
-            or args.experimental_rerun):
+    if (args.multirun or args.help or args.hydra_help or args.info or args.shell_completion
+            or args.config_path or args.experimental_rerun):
         return
+    extra = [f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]"] if args.config_dir else []
     try:
-        cfg = compose(args.overrides, hydra_config=True)
+        cfg = compose([*args.overrides, *extra], hydra_config=True, config_name=args.config_name or "config")
         run_dir = Path(cfg.hydra.run.dir)
     except HydraException:
         return  # Hydra reports composition errors itself, before writing anything
+    if args.cfg:
+        try:
+            validate(cfg)  # the values only: printing a config touches neither the machine nor the disk
+        except DsmexpError as err:
+            sys.stderr.write(f"dsmexp: error: {err}\n")
+            sys.exit(1)
+        return
     try:
         finished = preflight(cfg, run_dir, writable=True, hand_over=True)  # run() does not check again
     except DsmexpError as err:

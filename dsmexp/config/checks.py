@@ -17,7 +17,7 @@ from dsmexp.config.loss import check_loss
 from dsmexp.config.model import check_model
 from dsmexp.config.optimizer import check_optimizer
 from dsmexp.config.root import check_root
-from dsmexp.config.store import GROUP_SCHEMAS, group_schema
+from dsmexp.config.store import GROUP_SCHEMAS, group_schema, options_of
 from dsmexp.errors import ConfigError
 
 
@@ -27,6 +27,7 @@ def fail(message: str, sweep_skippable: bool = False) -> NoReturn:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first bad setting, naming the key and what is allowed."""
+    _check_present(cfg)
     _check_keys(cfg)
     _check_finite(cfg)
     check_root(cfg, fail)
@@ -37,6 +38,20 @@ def validate(cfg: DictConfig) -> None:
     DATASET_SCHEMAS[name].check(cfg.dataset, fail)
     check_model(cfg.model, fail)
     check_loss(cfg, fail)
+
+
+def _check_present(cfg: DictConfig) -> None:
+    """Every setting has a value: `~seed` or `~optimizer` (removing a key or a group) is one line."""
+    top = OmegaConf.structured(ConfigStore.instance().repo["dsmexp_schema.yaml"].node)
+    for key in top:
+        if key in GROUP_SCHEMAS and (key not in cfg or OmegaConf.is_missing(cfg, key)):
+            fail(f"{'~' if key not in cfg else ''}{key}: the {key} group needs an option; choose one with "
+                 f"{key}=NAME ({', '.join(options_of(str(key)))})")
+        if key not in cfg:
+            fail(f"~{key}: {key} cannot be removed; every dsmexp setting needs a value (its default: "
+                 f"{key}={top[key]})")
+        if OmegaConf.is_missing(cfg, key):
+            fail(f"{key}: missing; every dsmexp setting needs a value")
 
 
 def _check_keys(cfg: DictConfig) -> None:

@@ -14,12 +14,13 @@ from dsmexp.config.store import CONF_DIR, register_configs
 from dsmexp.core.datasets import Dataset, build_dataset
 
 
-def compose(overrides: Sequence[str] = (), hydra_config: bool = False) -> DictConfig:
+def compose(overrides: Sequence[str] = (), hydra_config: bool = False,
+            config_name: str = "config") -> DictConfig:
     """The config `python -m dsmexp OVERRIDES` would run, composed in this process (nothing is written).
     hydra_config=True keeps the hydra node (run and sweep directories, launcher)."""
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dsmexp"):
-        return hydra_compose(config_name="config", overrides=list(overrides),
+        return hydra_compose(config_name=config_name, overrides=list(overrides),
                              return_hydra_config=hydra_config)
 
 

@@ -51,10 +51,15 @@ def config_groups() -> str:
     ConfigStore holds (Hydra's own listing shows those too) or Hydra's own groups."""
     lines = []
     for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"):
-        options = sorted(f.stem for f in group.glob("*.yaml"))
+        options = options_of(group.name)
         if options:
             lines.append(f"{group.name}: {', '.join(options)}")
     return "\n".join(lines)
+
+
+def options_of(group: str) -> list[str]:
+    """The options of a config group under conf/ (its YAML files)."""
+    return sorted(f.stem for f in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
 def group_schema(group: str, option: str | None) -> type | None:

@@ -99,7 +99,8 @@ def check_run_dir(cfg: DictConfig, run_dir: Path, writable: bool = False) -> dic
 
 
 def _key(cfg: DictConfig, run_dir: Path | None) -> str:
-    plain = {k: cfg[k] for k in cfg if k != "hydra"}
-    text = OmegaConf.to_yaml(OmegaConf.create(plain), resolve=True)
+    plain = OmegaConf.to_container(cfg, resolve=False)  # a missing value is reported by validate, not here
+    plain.pop("hydra", None)
+    text = OmegaConf.to_yaml(OmegaConf.create(plain))
     where = os.path.abspath(run_dir) if run_dir is not None else ""
     return hashlib.sha256(f"{text}\0{where}".encode()).hexdigest()

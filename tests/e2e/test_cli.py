@@ -106,3 +106,22 @@ def test_console_script_and_tab_completion(tmp_path):
     completion = subprocess.run([str(script), "-sc", "install=bash"], cwd=tmp_path,
                                 capture_output=True, text=True, check=True).stdout
     assert "hydra_bash_completion" in completion and "dsmexp" in completion
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["~seed"], "dsmexp: error: ~seed: seed cannot be removed; every dsmexp setting needs a value (its "
+                "default: seed=0)"),
+    (["~optimizer"], "dsmexp: error: ~optimizer: the optimizer group needs an option; choose one with "
+                     "optimizer=NAME (adam, adamw, sgd)"),
+    (["--cfg", "job", "+foo=1"], "dsmexp: error: foo: not a dsmexp setting (`python -m dsmexp --cfg job` "
+                                 "lists them all)"),
+    (["-cd", "myconf", "experiment=mine"], "dsmexp: error: sigma=-1.0: must be >= 0 (0 trains ISM on clean "
+                                           "data)"),
+])
+def test_a_removed_key_a_printed_bad_config_and_a_config_dir_of_ones_own_are_one_line(tmp_path, monkeypatch,
+                                                                                        args, line):
+    (tmp_path / "myconf" / "experiment").mkdir(parents=True)
+    (tmp_path / "myconf" / "experiment" / "mine.yaml").write_text("# @package _global_\nsigma: -1\n")
+    code, stderr = run_cli_in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert (code, stderr.strip()) == (1, line)
+    assert not (tmp_path / "outputs").exists()  # nothing written, not even Hydra's .hydra/
