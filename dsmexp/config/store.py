@@ -3,6 +3,7 @@ explicitly by every entry point) and the two resolvers conf/config.yaml uses."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -44,6 +45,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("dirname", run_dirname)
     if not OmegaConf.has_resolver("config_groups"):
         OmegaConf.register_new_resolver("config_groups", config_groups)
+    if not OmegaConf.has_resolver("settings_help"):
+        OmegaConf.register_new_resolver("settings_help", settings_help)
 
 
 def config_groups() -> str:
@@ -54,6 +57,21 @@ def config_groups() -> str:
         options = options_of(group.name)
         if options:
             lines.append(f"{group.name}: {', '.join(options)}")
+    launchers = sorted({*options_of("hydra/launcher"), *(name.removesuffix(".yaml") for name in
+                        ConfigStore.instance().repo.get("hydra", {}).get("launcher", {}))})
+    lines.append(f"hydra/launcher (with -m): {', '.join(launchers)}")
+    return "\n".join(lines)
+
+
+def settings_help() -> str:
+    """One line per top-level setting for --help: `key=default` and what it does, from the comments of
+    conf/config.yaml (where each setting is written once, with its comment)."""
+    lines = []
+    for line in (Path(CONF_DIR) / "config.yaml").read_text().splitlines():
+        match = re.fullmatch(r"(\w+):\s*(.*?)\s+#\s*(.*)", line)
+        if match:
+            key, value, comment = match.groups()
+            lines.append(f"{f'{key}={value}':<26} {comment}")
     return "\n".join(lines)
 
 

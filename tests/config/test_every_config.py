@@ -90,3 +90,18 @@ def test_each_group_lists_exactly_the_names_its_code_knows():
     assert options("dataset") == sorted(DATASET_SCHEMAS) == sorted(DATASETS)
     assert options("optimizer") == sorted(OPTIMIZERS)
     assert options("model") == sorted(MODEL_SCHEMAS) == sorted(MODELS)
+
+
+def test_help_describes_every_setting_and_lists_the_launchers():
+    from dataclasses import fields
+
+    from hydra.core.plugins import Plugins
+
+    from dsmexp.config.root import Config
+    from dsmexp.config.store import config_groups, settings_help
+
+    described = {line.split("=", 1)[0] for line in settings_help().splitlines()}
+    assert described == {f.name for f in fields(Config)} - set(GROUPS)  # each key once, with its comment
+    Plugins.instance()  # the launcher plugins register their configs when Hydra scans them
+    launchers = next(line for line in config_groups().splitlines() if line.startswith("hydra/launcher"))
+    assert all(name in launchers for name in ("basic", "joblib", "slurm", "slurm_cpu", "submitit_local"))

@@ -21,13 +21,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_help_lists_the_config_groups_without_the_internal_schema(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dsmexp", "--help"], cwd=tmp_path, capture_output=True,
                           text=True, check=True)
-    groups = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    groups = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Settings ==", 1)[0]
     assert "loss: dsm, dsm_s, fd_ssm, ism, ssm, ssm_vr" in groups
     assert "dataset: gaussian, gmm, half_moon, swiss_roll" in groups
     assert "optimizer: adam, adamw, sgd" in groups and "model: custom, mlp" in groups
     assert "profile: dimension_quick, paper, quick, smoke" in groups
     assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, paper" in groups
-    assert "schema" not in proc.stdout and "hydra/" not in groups
+    launchers = "hydra/launcher (with -m): basic, joblib, slurm, slurm_cpu, submitit_local, submitit_slurm"
+    assert launchers in groups
+    assert "schema" not in proc.stdout and groups.count("hydra/") == 1  # Hydra's own groups are its help's
+    settings = proc.stdout.split("== Settings ==", 1)[1]
+    assert "sigma=0.01                 noise std; 0 trains on clean data (ISM only)" in settings
 
 
 @pytest.mark.slow
