@@ -40,17 +40,17 @@ sweep: install
 	$(PY) -m dsmexp -m loss=ism,dsm_s sigma=0,1e-4,1e-3,1e-2,1e-1 $(ARGS)
 
 figures: install
-	$(PY) scripts/figures.py --profile $(PROFILE) --seeds $(SEEDS) $(ARGS)
+	$(VENV)/bin/dsmexp-figures --profile $(PROFILE) --seeds $(SEEDS) $(ARGS)
 
 # docs/results/: the paper profile (seed 0), the quick profile over 5 seeds and the dimension study (saved runs reused)
 results: install
 	$(PY) scripts/results.py $(ARGS)
 
 dimension: install
-	$(PY) scripts/dimension.py --profile $(PROFILE) $(ARGS)
+	$(VENV)/bin/dsmexp-dimension --profile $(PROFILE) $(ARGS)
 
 bench: install
-	$(PY) scripts/bench.py $(ARGS)
+	$(VENV)/bin/dsmexp-bench $(ARGS)
 
 lint: install
 	$(PY) -m ruff check dsmexp hydra_plugins scripts tests

@@ -56,7 +56,7 @@ def provenance(name: str, profile: str, seeds: int, sweep_dir: Path, elapsed: fl
 
 def publish(name: str, profile: str, seeds: int, launcher: str) -> int:
     started = time.perf_counter()
-    cmd = [sys.executable, str(ROOT / "scripts" / "figures.py"), "--profile", profile, "--seeds", str(seeds),
+    cmd = [sys.executable, "-m", "dsmexp.studies.paper.make", "--profile", profile, "--seeds", str(seeds),
            "--launcher", launcher, "--no-report"]
     print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
     code = subprocess.run(cmd).returncode
@@ -76,7 +76,7 @@ def publish(name: str, profile: str, seeds: int, launcher: str) -> int:
 
 def publish_dimension(launcher: str) -> int:
     """`make dimension PROFILE=quick` (finished runs and timing.json are reused), copied to docs/results."""
-    cmd = [sys.executable, str(ROOT / "scripts" / "dimension.py"), "--profile", "quick",
+    cmd = [sys.executable, "-m", "dsmexp.studies.dimension.make", "--profile", "quick",
            "--launcher", launcher]
     print(f"== dimension: {' '.join(cmd[1:])}", flush=True)
     code = subprocess.run(cmd).returncode

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dsmexp.core.objectives.registry import OBJECTIVES
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "dsmexp" / "bench.py"
 
 
 def test_bench_smoke_writes_every_key(tmp_path):

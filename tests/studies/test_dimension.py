@@ -1,6 +1,5 @@
 """The dimension study: its presets, the numbers it reads from saved runs, and the pipeline end to end."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -65,7 +64,7 @@ def test_presets_compose_the_study_grid():
 
 @pytest.mark.slow
 def test_make_dimension_smoke_draws_figures_and_the_answer_table(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "dimension.py"), "--profile", "smoke",
+    proc = subprocess.run([sys.executable, "-m", "dsmexp.studies.dimension.make", "--profile", "smoke",
                            "--dims", "2,8", "--launcher", "basic"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -98,9 +97,7 @@ def test_make_dimension_smoke_draws_figures_and_the_answer_table(tmp_path):
 
 @pytest.mark.parametrize("args", [["+sigam=1"], ["--pilot", "+sigam=1"], ["--losses", "dsm_s", "sigam=1"]])
 def test_the_study_script_checks_every_job_before_training(args, tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("dimension_script", ROOT / "scripts" / "dimension.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from dsmexp.studies.dimension import make as script
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(script, "dsmexp", lambda *overrides: pytest.fail(f"a sweep started: {overrides}"))
     monkeypatch.setattr(script, "measure", lambda *a, **k: pytest.fail("the timing started"))

@@ -19,7 +19,7 @@ from tests.conftest import TINY, run_cli
 from tests.sweep_jobs import sweep_job
 
 pytestmark = pytest.mark.slow
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "figures.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "dsmexp" / "studies" / "paper" / "make.py"
 FIGURES = [f"figure{n}.{ext}" for n in range(1, 5) for ext in ("png", "pdf")]
 
 

@@ -15,7 +15,7 @@ from dsmexp.core.kernels.base import Kernel
 from dsmexp.core.objectives.registry import objective
 from dsmexp.core.objectives.terms import EstimatorSums, StepSums, StepTerms, assemble
 
-CPU_CHUNK = 16384  # points per chunk on CPU, the fastest in scripts/bench.py on 2 cores (8k-32k are close)
+CPU_CHUNK = 16384  # points per chunk on CPU, the fastest in dsmexp-bench on 2 cores (8k-32k are close)
 CUDA_CHUNK = 1 << 20
 
 

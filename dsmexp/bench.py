@@ -17,7 +17,7 @@ and a 16-32-32 one (ms_by_loss_d, ms_by_loss_d_3layer), on the same M*N points (
 sigma=0.01). Medians over interleaved repeats after warm-up, with min-max
 spread; results go to outputs/bench/bench.json.
 
-    make bench                          # or: python scripts/bench.py --device cuda --repeats 20
+    make bench                          # or: dsmexp-bench --device cuda --repeats 20
 """
 
 from __future__ import annotations

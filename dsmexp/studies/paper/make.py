@@ -4,7 +4,7 @@ Figures 1-4 and report.md from the saved files.
     make figures                    # PROFILE=quick: minutes on a 2-core CPU
     make figures PROFILE=paper      # the paper's exact settings (a GPU makes it minutes)
     make figures SEEDS=5            # every grid point with seeds 0..4: median lines, min-max bands
-    python scripts/figures.py --profile smoke --launcher basic
+    dsmexp-figures --profile smoke --launcher basic   # python -m dsmexp.studies.paper.make, the same
 """
 
 from __future__ import annotations

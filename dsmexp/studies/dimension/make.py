@@ -3,8 +3,8 @@ objective's step in one process (timing.json), then draw Figures 5-7 and report.
 
     make dimension                      # PROFILE=quick: about 10-15 minutes on a 2-core CPU
     make dimension PROFILE=paper        # the paper's M = 500 and 5000 steps (a GPU makes it practical)
-    python scripts/dimension.py --profile smoke --dims 2,8 --launcher basic
-    python scripts/dimension.py --pilot # how DSM-S's sigma was chosen (conf/experiment/dimension_dsm_s.yaml)
+    dsmexp-dimension --profile smoke --dims 2,8 --launcher basic   # python -m dsmexp.studies.dimension.make
+    dsmexp-dimension --pilot         # how DSM-S's sigma was chosen (conf/experiment/dimension_dsm_s.yaml)
 """
 
 from __future__ import annotations
