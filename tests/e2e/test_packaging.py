@@ -66,6 +66,10 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_any_directory(tmp_path):
     assert all(p.startswith(str(env_dir)) for p in where)  # the installed code and its own conf/
     helped = subprocess.run([env_dir / "bin" / "dsmexp", "--help"], cwd=elsewhere, capture_output=True,
                             text=True, check=True).stdout
+    for command in ("dsmexp-figures", "dsmexp-dimension", "dsmexp-bench"):  # make figures / dimension / bench
+        usage = subprocess.run([env_dir / "bin" / command, "--help"], cwd=elsewhere, capture_output=True,
+                               text=True, check=True).stdout
+        assert usage.startswith(f"usage: {command} ")
     assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, paper" in helped
     assert "profile: dimension_quick, paper, quick, smoke" in helped
     tiny = ["steps=3", "noise_samples=2", "dataset.n_samples=32", "grid_size=4", "eval_samples=100",
