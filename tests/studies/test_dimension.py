@@ -75,6 +75,7 @@ def test_make_dimension_smoke_draws_figures_and_the_answer_table(tmp_path):
     assert sorted(study) == sorted((loss, d) for loss in ("ism", "ssm_vr", "ssm", "fd_ssm", "dsm_s")
                                    for d in (2, 8))
     report = (out / "report.md").read_text()
+    assert report.splitlines()[2].startswith("> **Smoke profile: not evidence.**")
     for d in (2, 8):
         verdict = Verdict.at(study, d)
         runs = {loss: study[(loss, d)] for loss in verdict.best}

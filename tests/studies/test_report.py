@@ -47,6 +47,7 @@ def test_smoke_profile_draws_every_figure_and_a_report_with_numbers_per_seed(smo
     for name in FIGURES:
         assert (out / name).stat().st_size > 10_000, name
     report = (out / "report.md").read_text()
+    assert report.splitlines()[2].startswith("> **Smoke profile: not evidence.**")  # right under the title
     rows = claim_rows(report)
     assert len(rows) == len(RULES) >= 8
     for row in rows:
@@ -103,6 +104,7 @@ def test_report_command_works_for_any_sweep(tmp_path, monkeypatch, capsys):
     report_main(["outputs/mine", "--out", "outputs/fig"])  # `python -m dsmexp.report ...`, in-process
     assert "report.md" in capsys.readouterr().out
     report = (tmp_path / "outputs" / "fig" / "report.md").read_text()
+    assert "not evidence" not in report  # profile default: no smoke caveat
     verdicts = [row[5].strip("*") for row in claim_rows(report)]
     assert verdicts[0] == SUPPORTED and verdicts.count(INCONCLUSIVE) >= 4  # no paper grid here
     for name in FIGURES:

@@ -22,6 +22,7 @@ from dsmexp.studies.dimension.numbers import (
     study_run,
     verdicts,
 )
+from dsmexp.studies.markdown import smoke_caveat
 from dsmexp.studies.paper.figures import save
 from dsmexp.studies.plotting import loss_title
 
@@ -94,6 +95,7 @@ def report_text(study: Study, timing: Timing | None, figures: list[str]) -> str:
     """report.md: the answer table, then per-step cost, variance and final distance tables."""
     losses = [loss for loss in STUDY_LOSSES if any(k[0] == loss for k in study)]
     lines = ["# The dimension study: what each score-matching objective costs as d grows", "",
+             *smoke_caveat(r.run.config.get("profile_name", "default") for r in study.values()),
              settings_text(study), "", "## Answer", "",
              "Per d, every objective is read at the same wall time, the shortest total training time among "
              "them; the winner reached the lowest esm_data_rel (0.5 E|s - grad log p|^2 / E|grad log p|^2 on "

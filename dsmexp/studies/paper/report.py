@@ -17,6 +17,7 @@ import numpy as np
 
 from dsmexp.core.objectives.registry import OBJECTIVES
 from dsmexp.records.sweeps import Run, scan_runs
+from dsmexp.studies.markdown import smoke_caveat
 from dsmexp.studies.paper import figures
 from dsmexp.studies.paper.claims import SUPPORTED, Claim, evaluate_claims, finished_runs
 from dsmexp.studies.paper.rules import RULES
@@ -215,6 +216,7 @@ def build_report(sweep_dir: Path, out_dir: Path, provenance: list[str] | None = 
     finished, left_out = finished_runs(runs)
     claims = evaluate_claims(finished)
     lines = ["# Comparing implicit and denoising score matching: claims checked", "",
+             *smoke_caveat(r.config.get("profile_name", "default") for r in runs),
              *settings_lines(runs, sweep_dir, len(finished)), *(provenance or []), "", "## Claims", "",
              *claims_table(claims), "",
              "Each claim is evaluated separately for every seed, on the runs that finished all their steps; "
