@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
+from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -80,6 +80,12 @@ def check_single_run(argv: list[str]) -> None:
     try:
         cfg = compose([*args.overrides, *extra], hydra_config=True, config_name=args.config_name or "config")
         run_dir = Path(cfg.hydra.run.dir)
+    except MissingConfigException as err:  # `loss=foo`: one line naming the group's options
+        if err.missing_cfg_file and err.options:
+            group, _, option = err.missing_cfg_file.rpartition("/")
+            sys.stderr.write(f"dsmexp: error: {group}={option}: must be one of {', '.join(err.options)}\n")
+            sys.exit(1)
+        return
     except HydraException:
         return  # Hydra reports composition errors itself, before writing anything
     if args.cfg:

@@ -44,7 +44,7 @@ class Config:
     checkpoint_every: int = 250
     grid_size: int = 64
     compile: bool = False
-    logger: str = "none"
+    logger: Any = MISSING
     kernel: str = "auto"
     profile_name: str = "default"
     overwrite: bool = False

@@ -10,6 +10,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from dsmexp.config.dataset import DATASET_SCHEMAS
+from dsmexp.config.logger import LOGGER_SCHEMAS
 from dsmexp.config.loss import LossConfig
 from dsmexp.config.model import MODEL_SCHEMAS
 from dsmexp.config.optimizer import OptimizerConfig
@@ -23,7 +24,7 @@ CONF_DIR = str(_PACKAGED_CONF if _PACKAGED_CONF.is_dir() else _PACKAGED_CONF.par
 # per config group: option name -> its schema (loss and optimizer: one schema for every option)
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": dict(DATASET_SCHEMAS), "loss": {"loss": LossConfig}, "model": dict(MODEL_SCHEMAS),
-    "optimizer": {"optimizer": OptimizerConfig}}
+    "optimizer": {"optimizer": OptimizerConfig}, "logger": dict(LOGGER_SCHEMAS)}
 
 
 _registered = False

@@ -1,20 +1,22 @@
-"""Live tracking (logger=none|tensorboard|mlflow): the rows of metrics.csv, in the batches the training
-loop writes them, also go to TensorBoard or MLflow, and the end of a run is reported there too.
+"""Live tracking (the logger config group, conf/logger/: none, tensorboard, mlflow, each with its options):
+the rows of metrics.csv, in the batches the training loop writes them, also go to TensorBoard or MLflow,
+and the end of a run is reported there too. Where they go is said in the run's log when it starts.
 
-- tensorboard: event files in the run directory itself, so every job is one TensorBoard run and
-  `tensorboard --logdir <sweep dir>` compares a sweep. A resumed run purges the steps after its
-  checkpoint, as metrics.csv does. The sweep's figures are added by `dsmexp.report` (figures_to_tensorboard).
+- tensorboard: event files in the run directory itself (or logger.log_dir/<run directory's name>), so
+  every job is one TensorBoard run and `tensorboard --logdir <sweep dir>` compares a sweep. A resumed run
+  purges the steps after its checkpoint, as metrics.csv does. The sweep's figures are added by
+  `dsmexp.report` (figures_to_tensorboard).
 - mlflow: one MLflow run per job (named by its directory, the flattened config as params, every metric
   per step, summary.json and score_field.npz as artifacts) in one experiment per sweep directory
-  (experiment_name: its path, with ' and \\ written %27 and %5C).
-  The store is MLFLOW_TRACKING_URI when set, else a local file store, outputs/mlruns (no server).
+  (experiment_name: its path, with ' and \\ written %27 and %5C), or logger.experiment. The store is
+  logger.tracking_uri, else MLFLOW_TRACKING_URI when set, else a local file store, outputs/mlruns.
 
 Both need the optional extra (`pip install ".[tracking]"` in a checkout). The preflight (preflight.py)
-rejects an unknown logger, a missing package, an unreachable MLFLOW_TRACKING_URI or a database store
-without its packages before any work (check_logger).
-A new backend is one BACKENDS entry (a class with log_rows and finish) and its PACKAGES entry. Once
-training runs, a tracker that fails (disk full, server gone) is reported once and dropped: the run goes
-on, and metrics.csv, the record, is never affected.
+rejects a missing package, an unreachable server or a database store without its packages before any
+work (check_logger). A new backend is one BACKENDS entry (a class with log_rows and finish), its PACKAGES
+entry, its schema (dsmexp/config/logger.py) and conf/logger/NAME.yaml. Once training runs, a tracker
+that fails (disk full, server gone) is reported once and dropped: the run goes on, and metrics.csv, the
+record, is never affected.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from dsmexp.records import artifacts
@@ -61,8 +64,9 @@ def _quotable(text: str) -> bool:
     return not any(ch in text for ch in "'\\")
 
 
-def check_logger(logger: str) -> str | None:
-    """Why `logger` cannot work here, as one line naming the key, or None when it can."""
+def check_logger(options: Any) -> str | None:
+    """Why the `logger` group's backend cannot work here, as one line naming the key, or None when it can."""
+    logger = options.name
     if logger not in LOGGERS:
         return f"logger={logger}: must be one of {', '.join(LOGGERS)}"
     if logger == "none":
@@ -72,8 +76,20 @@ def check_logger(logger: str) -> str | None:
         return (f"logger={logger}: the {module} package is not installed; pip install \"{package}\" (in a "
                 "dsmexp checkout: pip install \".[tracking]\", which make run does)")
     if logger == "mlflow":
-        return _unreachable(os.environ.get("MLFLOW_TRACKING_URI", ""))
+        problem = _unreachable(mlflow_uri(options))
+        return f"{_store_key(options)}={mlflow_uri(options)}: {problem}" if problem else None
     return None
+
+
+def mlflow_uri(options: Any) -> str:
+    """The MLflow store: logger.tracking_uri, else $MLFLOW_TRACKING_URI, else the file store outputs/mlruns"""
+    given = options.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    return given or MLFLOW_STORE.resolve().as_uri()
+
+
+def _store_key(options: Any) -> str:
+    """Where the store was named, for a one-line error."""
+    return "logger.tracking_uri" if options.get("tracking_uri") else "MLFLOW_TRACKING_URI"
 
 
 @functools.cache
@@ -83,8 +99,8 @@ def _unreachable(uri: str) -> str | None:
     scheme = parsed.scheme.split("+")[0]
     if scheme in DATABASE_SCHEMES:
         if importlib.util.find_spec("sqlalchemy") is None or importlib.util.find_spec("alembic") is None:
-            return (f"MLFLOW_TRACKING_URI={uri}: a database store needs the full mlflow package "
-                    f"(SQLAlchemy and alembic); pip install \"{PACKAGES['mlflow'][1]}\"")
+            return (f"a database store needs the full mlflow package (SQLAlchemy and alembic); "
+                    f"pip install \"{PACKAGES['mlflow'][1]}\"")
         return None
     if parsed.scheme not in ("http", "https"):
         return None  # local stores (file, sqlite, a path) are created on first use
@@ -92,8 +108,8 @@ def _unreachable(uri: str) -> str | None:
     try:
         socket.create_connection((parsed.hostname, port), timeout=5).close()
     except OSError as err:
-        return (f"MLFLOW_TRACKING_URI={uri}: cannot reach {parsed.hostname}:{port} "
-                f"({err.strerror or err}); start the server, or unset it to log to {MLFLOW_STORE}")
+        return (f"cannot reach {parsed.hostname}:{port} "
+                f"({err.strerror or err}); start the server, or name another store")
     return None
 
 
@@ -104,12 +120,17 @@ def finite(columns: Sequence[str], row: Sequence[float]) -> dict[str, float]:
 
 
 class TensorBoardBackend:
-    def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int) -> None:
+    def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int,
+                 options: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
+
+        log_dir = Path(options.log_dir) / Path(run_dir).name if options.get("log_dir") else Path(run_dir)
+        log.info("logging to TensorBoard in %s (tensorboard --logdir %s)", shown_path(log_dir),
+                 shown_path(log_dir.parent))
 
         # purge_step hides events a previous attempt logged at or after the step training resumes from;
         # a long queue keeps a step from waiting on the writer thread (it checksums in Python)
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=first_step, max_queue=1000,
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=first_step, max_queue=1000,
                                     flush_secs=10)
         self.columns = columns
 
@@ -137,7 +158,8 @@ def _store_lock(store: Path | None):
 
 
 class MlflowBackend:
-    def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int) -> None:
+    def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int,
+                 options: Any = None) -> None:
         from mlflow import MlflowClient
         from mlflow.entities import Param, RunStatus
 
@@ -145,13 +167,16 @@ class MlflowBackend:
         # a server that goes away mid-run costs a few seconds, not MLflow's minutes of retries
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or MLFLOW_STORE.resolve().as_uri()
+        options = options if options is not None else {}
+        uri = mlflow_uri(options)
         if uri.startswith("file:") or "://" not in uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for this opt-in
         self.client, self.columns = MlflowClient(tracking_uri=uri), columns
         store = Path(urlparse(uri).path) if uri.startswith("file:") else None
+        name = options.get("experiment") or experiment_name(run_dir.parent)
         with _store_lock(store):  # jobs of a sweep starting together must not create the experiment twice
-            experiment = self._experiment(experiment_name(run_dir.parent))
+            experiment = self._experiment(name)
+        log.info("logging to MLflow: store %s, experiment %r", uri, name)
         run_dir_text = str(Path(run_dir).resolve())
         earlier = self._earlier_run(experiment, run_dir_text)
         if earlier is not None and earlier.info.status != RunStatus.to_string(RunStatus.FINISHED):
@@ -212,17 +237,17 @@ class Tracker:
     """What the training loop calls. Forwards to the chosen backend; the backend's first exception is
     logged once as a warning and the backend dropped, so training and metrics.csv go on unaffected."""
 
-    def __init__(self, logger: str = "none", backend=None) -> None:
+    def __init__(self, logger: str = "none", backend: Any = None) -> None:
         self.logger, self.backend = logger, backend
 
     @classmethod
-    def start(cls, logger: str, run_dir: Path, config: dict, columns: Sequence[str],
+    def start(cls, options: Any, run_dir: Path, config: dict, columns: Sequence[str],
               first_step: int) -> Tracker:
-        tracker = cls(logger)
-        if logger != "none":
-            tracker._call(lambda: setattr(tracker, "backend",
-                                          BACKENDS[logger](Path(run_dir), config, columns, first_step)),
-                          when="starting")
+        """The `logger` group's backend (options: its config node) for run_dir, from first_step on."""
+        tracker = cls(options.name)
+        if options.name != "none":
+            tracker._call(lambda: setattr(tracker, "backend", BACKENDS[options.name](
+                Path(run_dir), config, columns, first_step, options)), when="starting")
         return tracker
 
     def log_rows(self, rows: Sequence[Sequence[float]]) -> None:

@@ -21,7 +21,7 @@ from dsmexp.core.optimizers import OPTIMIZERS
 from dsmexp.errors import ConfigError
 
 CONF = Path(CONF_DIR)
-GROUPS = ("dataset", "loss", "model", "optimizer")
+GROUPS = ("dataset", "loss", "model", "optimizer", "logger")
 NEEDS = {("model", "custom"): ["model.target=tests.user_modules.ResidualMLP"],  # model=custom names a module
          ("loss", "dsm"): [], ("loss", "dsm_s"): []}
 

@@ -32,9 +32,10 @@ def test_single_run_lands_in_a_directory_named_by_its_overrides(tmp_path):
     (["steps=0"], "steps=0"),
     (["model.activation=relu"], "model.activation=relu"),
     (["device=cuda"], "device=cuda"),
-    (["dataset=moons"], "dataset/moons"),
-    (["loss=esm"], "loss/esm"),
-    (["optimizer=rmsprop"], "optimizer/rmsprop"),
+    (["dataset=moons"], "dsmexp: error: dataset=moons: must be one of gaussian, gmm, half_moon, swiss_roll"),
+    (["loss=esm"], "dsmexp: error: loss=esm: must be one of dsm, dsm_s, fd_ssm, ism, ssm, ssm_vr"),
+    (["optimizer=rmsprop"], "dsmexp: error: optimizer=rmsprop: must be one of adam, adamw, sgd"),
+    (["logger=wandb"], "dsmexp: error: logger=wandb: must be one of mlflow, none, tensorboard"),
     (["sigma=abc"], "sigma"),
     (["+sigam=0.1"], "sigam: not a dsmexp setting; did you mean sigma?"),
     (["dataset.noise=inf"], "dataset.noise=inf: must be a finite number"),
@@ -58,7 +59,8 @@ def test_bad_input_fails_before_anything_is_written(tmp_path, monkeypatch, args,
 
 @pytest.mark.parametrize("args, key", [
     (["sigma=-0.1"], "dsmexp: error: sigma=-0.1: must be >= 0"),  # found by dsmexp's checks
-    (["dataset=moons"], "Could not find 'dataset/moons'"),  # found by Hydra while composing
+    (["dataset=moons"], "dsmexp: error: dataset=moons: must be one of"),  # found while composing
+    (["sigma=[1"], "no viable alternative at input"),  # Hydra's own report of an override it cannot parse
 ])
 def test_bad_input_from_the_real_command_line_exits_1_without_a_traceback(tmp_path, args, key):
     proc = run_cli(*args, cwd=tmp_path, check=False)
