@@ -119,6 +119,9 @@ def finite(columns: Sequence[str], row: Sequence[float]) -> dict[str, float]:
     return {name: float(v) for name, v in zip(columns[1:], row[1:]) if math.isfinite(v)}
 
 
+HPARAM_METRICS = ("loss", "esm", "esm_data", "esm_data_rel")  # what the HParams tab lists beside the settings
+
+
 class TensorBoardBackend:
     def __init__(self, run_dir: Path, config: dict, columns: Sequence[str], first_step: int,
                  options: Any) -> None:
@@ -133,6 +136,17 @@ class TensorBoardBackend:
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=first_step, max_queue=1000,
                                     flush_secs=10)
         self.columns = columns
+        self._log_hparams(config)
+
+    def _log_hparams(self, config: dict) -> None:
+        """The run's settings (the flattened config, as in runs.csv) in TensorBoard's HParams tab, against
+        the metrics a reader compares runs by."""
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                  for k, v in config_columns(config).items()}
+        for summary in hparams(values, dict.fromkeys(HPARAM_METRICS, 0.0)):
+            self.writer.file_writer.add_summary(summary)
 
     def log_rows(self, rows: Sequence[Sequence[float]]) -> None:
         from tensorboard.compat.proto.summary_pb2 import Summary

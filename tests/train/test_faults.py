@@ -128,6 +128,7 @@ def test_the_same_command_twice_at_once_gives_one_clean_metrics_csv(tmp_path):
 
 def single_run_check(capsys, *args: str) -> tuple[int, list[str]]:
     """What `python -m dsmexp ARGS` says before Hydra starts: (exit code, stderr lines)."""
+    capsys.readouterr()  # what the test printed before (an in-process run's log lines) is not the check's
     with pytest.raises(SystemExit) as stop:
         check_single_run(list(args))
     return stop.value.code, capsys.readouterr().err.strip().splitlines()

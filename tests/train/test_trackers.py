@@ -84,6 +84,13 @@ def test_tensorboard_holds_every_logged_metric_of_metrics_csv(tmp_path):
         got = events.Scalars(name)
         assert [e.step for e in got] == steps, name
         np.testing.assert_allclose([e.value for e in got], values, rtol=1e-6, err_msg=name)  # float32
+    # the HParams tab: the run's settings (as runs.csv flattens them) against the metrics runs are compared by
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    data = [plugin_data_pb2.HParamsPluginData.FromString(c)
+            for c in events.PluginTagToContent("hparams").values()]
+    session = next(d.session_start_info for d in data if d.HasField("session_start_info"))
+    assert session.hparams["loss"].string_value == "dsm_s" and session.hparams["sigma"].number_value == 0.01
 
 
 def test_an_sqlite_store_takes_the_run(tmp_path, monkeypatch):
