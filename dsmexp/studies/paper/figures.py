@@ -9,6 +9,7 @@ byte-identical.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dsmexp.core.objectives.registry import OBJECTIVES  # noqa: E402
@@ -97,6 +99,24 @@ def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
+def wrapped(title: str, width: int = 100) -> str:
+    """A figure title broken into lines that fit the figure (long sweep notes ran off the image)."""
+    return "\n".join(textwrap.wrap(title, width))
+
+
+def plain_ticks(*axes) -> None:
+    """Tick labels of log and symlog axes as plain numbers (0.5, 2, 300), not 5.12669x10^-2 or 1.5x10^0,
+    which collide with each other and with the axis label."""
+    for ax in axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_major_formatter(ticker.LogFormatter())
+                axis.set_minor_formatter(ticker.LogFormatter(minor_thresholds=(1, 0.4)))
+            elif scale == "symlog":
+                axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+                axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def figure1(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
     """Fitting terms of ISM and DSM per step (with 2-SE bands), trained with DSM-S and with ISM."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -117,8 +137,8 @@ def figure1(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
         ax.set(title=f"trained with {loss_label(loss)}, {sigma_label(sigma)}", xlabel="step",
                ylabel="fitting term" + (" (± 2 SE)" if len(chosen) == 1 else ""))
         ax.legend(loc="best")
-    fig.suptitle(f"Figure 1: ISM and DSM fitting terms per step at {sigma_label(sigma)} "
-                 f"(Prop. 2: equal in expectation){seeds_note(runs)}", fontsize=11)
+    fig.suptitle(wrapped(f"Figure 1: ISM and DSM fitting terms per step at {sigma_label(sigma)} "
+                         f"(Prop. 2: equal in expectation){seeds_note(runs)}"), fontsize=11)
     return fig
 
 
@@ -137,13 +157,18 @@ def figure2(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
             color, label = sigma_color(sigma, sigmas), sigma_label(sigma)
             plot_seeds(top, group, OBJECTIVES[loss].fit_column, color=color, lw=0.7, label=label)
             plot_seeds(bottom, group, OBJECTIVES[loss].grad_norm_column, color=color, lw=0.7, label=label)
-        top.set_yscale("symlog", linthresh=10)
+        column = OBJECTIVES[loss].fit_column
+        largest = max((np.nanmax(np.abs(r.metrics[column])) for r in chosen if len(r.metrics[column])),
+                      default=0.0)
+        if largest > 10:  # DSM's fitting term grows like 1/sigma: symlog shows every sigma's scale
+            top.set_yscale("symlog", linthresh=10)
         bottom.set_yscale("log")
+        plain_ticks(top, bottom)
         top.set(title=f"{loss_label(loss)} training", ylabel=f"fitting term {OBJECTIVES[loss].fit_column}")
         bottom.set(xlabel="step", ylabel=f"gradient norm ({loss_label(loss)})")
         top.legend(loc="best")
-    fig.suptitle("Figure 2: fitting term (top) and gradient norm (bottom) across noise scales"
-                 + seeds_note(runs), fontsize=11)
+    fig.suptitle(wrapped("Figure 2: fitting term (top) and gradient norm (bottom) across noise scales"
+                         + seeds_note(runs)), fontsize=11)
     return fig
 
 
@@ -169,8 +194,8 @@ def figure3(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
                 ylim=(-1.05, 1.05))
     axes[3].legend(loc="lower right")
     seeds = f" (field: seed {chosen[0].seed})" if len(chosen) > 1 else ""
-    fig.suptitle(f"Figure 3: score field (top){seeds}, loss terms and gradient agreement (bottom), "
-                 f"ISM training at {sigma_label(sigma)}{seeds_note(chosen)}", fontsize=11)
+    fig.suptitle(wrapped(f"Figure 3: score field (top){seeds}, loss terms and gradient agreement (bottom), "
+                         f"ISM training at {sigma_label(sigma)}{seeds_note(chosen)}"), fontsize=11)
     return fig
 
 
@@ -231,8 +256,9 @@ def figure4(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
     if not ax.get_legend_handles_labels()[0]:
         missing(ax, f"{' or '.join(loss_label(loss) for loss in losses)} run")
         return fig
+    plain_ticks(ax)
     ax.set(xscale="log", yscale="log", xlabel="noise scale σ", ylabel="ESM at the end of training",
-           title="Figure 4: distance to the data score vs noise scale"
+           title="Figure 4: distance to the data score and to q_σ's score vs noise scale"
            + ("\n(median over seeds, bars: min-max)" if len({r.seed for r in runs}) > 1 else ""))
     ax.legend(loc="best")
     return fig
