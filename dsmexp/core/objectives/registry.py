@@ -93,11 +93,6 @@ def objective(name: str) -> Objective:
         raise KeyError(f"unknown objective {name!r}: one of {', '.join(OBJECTIVES)}") from None
 
 
-def estimators() -> tuple[str, ...]:
-    """The names of the stochastic estimators of ISM, in registry order."""
-    return tuple(name for name, o in OBJECTIVES.items() if o.estimator)
-
-
 def title(name: str) -> str:
     """The objective's title where exact and estimated objectives are compared (an unknown name as is)."""
     return OBJECTIVES[name].title if name in OBJECTIVES else name
