@@ -14,8 +14,8 @@ default step on one thread against all threads, and ms/step against M and agains
 (Gaussian data) for the exact trace, and ms/step of each objective trained alone (diagnostics off: every
 objective of the registry, the estimators with one projection) against d for the paper's 16-32 network
 and a 16-32-32 one (ms_by_loss_d, ms_by_loss_d_3layer), on the same M*N points (N=1000, M=50,
-sigma=0.01). Medians over interleaved repeats after warm-up, with min-max
-spread; results go to outputs/bench/bench.json.
+sigma=0.01). Medians over interleaved repeats after warm-up (torch.utils.benchmark, via
+dsmexp.studies.stopwatch), with quartiles and min-max spread; results go to outputs/bench/bench.json.
 
     make bench                          # or: dsmexp-bench --device cuda --repeats 20
 """
@@ -27,7 +27,6 @@ import json
 import math
 import platform
 import resource
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +42,7 @@ from dsmexp.core.objectives.estimators import draw_projections
 from dsmexp.core.objectives.registry import OBJECTIVES, objective
 from dsmexp.core.objectives.step import step_terms
 from dsmexp.core.objectives.terms import METRICS
+from dsmexp.studies.stopwatch import summary_ms, time_interleaved
 from dsmexp.train.trainer import CPU_CHUNK, CUDA_CHUNK, prepare_cpu
 
 SIGMA, N, HIDDEN, HIDDEN_3 = 0.01, 1000, [16, 32], [16, 32, 32]
@@ -159,34 +159,6 @@ class Setup:
         return step
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                     device: torch.device) -> dict[str, list[float]]:
-    """Run the variants round-robin (so drifting machine speed hits all alike); seconds per call."""
-    for f in variants.values():
-        for _ in range(warmup):
-            f()
-    sync(device)
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, f in variants.items():
-            sync(device)
-            started = time.perf_counter()
-            f()
-            sync(device)
-            times[name].append(time.perf_counter() - started)
-    return times
-
-
-def summary_ms(seconds: list[float]) -> dict[str, float]:
-    ms = [1e3 * s for s in seconds]
-    return {"median": statistics.median(ms), "min": min(ms), "max": max(ms)}
-
-
 def peak_memory_mb(device: torch.device, run: Callable[[], object]) -> float:
     """Peak memory a few calls of `run` need: CUDA allocator peak, or growth of the process's peak RSS."""
     if device.type == "cuda":
@@ -231,7 +203,7 @@ def main_comparison(device: torch.device, chunk: int, repeats: int, compile_too:
         model_c, opt_c = setup.model_and_optimizer()
         compiled = make_kernel(model_c, compile=True)
         variants["compiled"] = bound_step(compiled, model_c, opt_c, setup, chunk)
-    times = time_interleaved(variants, repeats, warmup=2, device=device)
+    times = time_interleaved(variants, repeats, warmup=2)
     times["dsmexp"] = times["fused" if "fused" in times else "torch"]
     naive_peak = peak_memory_mb(device, variants["naive"])
     return {"times": {k: summary_ms(v) for k, v in times.items()}, "peak_mem_mb": peak,
@@ -248,7 +220,7 @@ def threads_table(step: Callable[[], object], repeats: int, device: torch.device
     table = {}
     for n in sorted({1, threads}):
         torch.set_num_threads(n)
-        times = time_interleaved({"step": step}, repeats, warmup=1, device=device)["step"]
+        times = time_interleaved({"step": step}, repeats, warmup=1)["step"]
         table[n] = summary_ms(times)["median"]
     torch.set_num_threads(threads)
     return table
@@ -261,8 +233,8 @@ def scaling_tables(device: torch.device, chunk: int, repeats: int, scale: dict) 
         setup = Setup(device, m=m)
         model, opt = setup.model_and_optimizer()
         kernel = default_kernel(model) if device.type == "cpu" else make_kernel(model)
-        t = time_interleaved({"dsmexp": bound_step(kernel, model, opt, setup, chunk)}, repeats, warmup=1,
-                             device=device)
+        t = time_interleaved({"dsmexp": bound_step(kernel, model, opt, setup, chunk)}, repeats,
+                             warmup=1)
         by_m[m] = summary_ms(t["dsmexp"])["median"]
     by_d = {}
     for dim in scale["by_d"]:
@@ -272,7 +244,7 @@ def scaling_tables(device: torch.device, chunk: int, repeats: int, scale: dict) 
         fast, tangent = make_kernel(model_f), TangentKernel(model_t)
         t = time_interleaved({"bilinear": bound_step(fast, model_f, opt_f, setup, chunk),
                               "tangent": bound_step(tangent, model_t, opt_t, setup, chunk)},
-                             max(3, repeats // 2), warmup=1, device=device)
+                             max(3, repeats // 2), warmup=1)
         by_d[dim] = {k: summary_ms(v)["median"] for k, v in t.items()}
     return {"ms_by_M": by_m, "ms_by_d": by_d}
 
@@ -289,7 +261,7 @@ def loss_tables(device: torch.device, chunk: int, repeats: int, scale: dict) -> 
         for key, hidden in (("ms_by_loss_d", HIDDEN), ("ms_by_loss_d_3layer", HIDDEN_3)):
             setup = Setup(device, dim=dim, m=scale["d_m"], hidden=hidden)
             variants |= {(key, loss): setup.trained_alone(loss, chunk) for loss in LOSSES}
-        t = time_interleaved(variants, max(3, repeats // 2), warmup=1, device=device)
+        t = time_interleaved(variants, max(3, repeats // 2), warmup=1)
         for (key, loss), seconds in t.items():
             tables[key][loss][dim] = summary_ms(seconds)["median"]
     return tables

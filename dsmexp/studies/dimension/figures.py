@@ -1,7 +1,8 @@
 """Figures 5-7 of the dimension study, drawn from the study's saved runs (dsmexp.dimension) only.
 
-- Figure 5: milliseconds per step against d, one line per objective (log-log), and the exact trace's
-  cost against the network's width next to SSM-VR's;
+- Figure 5: milliseconds per step against d, one line per objective (log-log), with the interquartile
+  range of the timed steps as bars (medians whose bars overlap are timing noise, not a difference), and
+  the exact trace's cost against the network's width next to SSM-VR's;
 - Figure 6: esm_data_rel against wall-clock seconds of training, one panel per d, one line per objective,
   with the common time budget of the verdict marked;
 - Figure 7: per-point variance of each fitting-term estimator against d, next to the exact trace
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure
 
 from dsmexp.core.objectives.registry import OBJECTIVES
 from dsmexp.studies.dimension.numbers import STUDY_LOSSES, StudyRun, Timing, Verdict
-from dsmexp.studies.plotting import loss_colour, loss_marker, loss_title, missing
+from dsmexp.studies.plotting import legend_below, loss_colour, loss_marker, loss_title, missing
 
 Study = dict[tuple[str, int], StudyRun]
 
@@ -49,18 +50,25 @@ def figure5(study: Study, timing: Timing | None) -> Figure:
     """Left: ms per step against d, trained objective alone. Right: the exact trace against width."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2))
     dims = sorted({d for _, d in study})
+    bars = False
     for loss, runs in _by_loss(study).items():
         if timing is not None and loss in timing.by_d:
             points = sorted(timing.by_d[loss].items())
         else:
             points = [(r.dim, r.ms_per_step) for r in runs]
-        left.plot(*zip(*points), marker=loss_marker(loss), color=loss_colour(loss), label=_label(runs[0]))
+        x, y = (np.array(v, dtype=float) for v in zip(*points))
+        quartiles = timing.by_d_iqr.get(loss, {}) if timing is not None else {}
+        spread = None
+        if all(int(d) in quartiles for d in x):
+            q = np.array([quartiles[int(d)] for d in x])
+            spread, bars = np.abs(np.stack([y - q[:, 0], q[:, 1] - y])), True
+        left.errorbar(x, y, yerr=spread, marker=loss_marker(loss), color=loss_colour(loss), capsize=3,
+                      label=_label(runs[0]))
     left.set_yscale("log")
     _dim_axis(left, dims)
     source = "one process, interleaved" if timing is not None else "median step of each run"
-    left.set(xlabel="dimension d", ylabel="ms per step (median)",
+    left.set(xlabel="dimension d", ylabel="ms per step (median" + (", bars: quartiles)" if bars else ")"),
              title=f"cost per step, trained objective alone ({source})")
-    left.legend(loc="best")
     if timing is None or not timing.by_width:
         missing(right, "width timing")
     else:
@@ -72,8 +80,10 @@ def figure5(study: Study, timing: Timing | None) -> Figure:
             right.set_xticklabels(widths)
         right.set(yscale="log", xlabel="hidden widths (2 tanh layers)", ylabel="ms per step (median)",
                   title=f"exact trace against width, d = {timing.width_dim}")
-        right.legend(loc="best")
-    fig.suptitle("Figure 5: what a training step costs as the dimension and the network grow", fontsize=11)
+    legend_below(fig, [left, right], columns=3)
+    note = "; where the quartile bars of two points overlap, their difference is timing noise" if bars else ""
+    fig.suptitle(f"Figure 5: what a training step costs as the dimension and the network grow{note}",
+                 fontsize=11)
     return fig
 
 
@@ -97,9 +107,9 @@ def figure6(study: Study) -> Figure:
                ylabel="esm_data_rel (held out)")
     for ax in axes.ravel()[len(dims):]:
         ax.set_axis_off()
-    axes.ravel()[0].legend(loc="best")
     fig.suptitle("Figure 6: distance to the data score against training time", fontsize=11)
     fig.tight_layout()
+    legend_below(fig, axes, columns=4)
     return fig
 
 
@@ -126,14 +136,13 @@ def figure7(study: Study, timing: Timing | None = None) -> Figure:
     left.set(yscale="log", xlabel="dimension d", ylabel="per-point variance of the fitting term",
              title=f"fitting-term variance ({where})")
     _dim_axis(left, dims)
-    left.legend(loc="best")
     if same:
         right.axhline(1.0, color="black", ls="--", lw=1.0, label="exact trace")
         right.set(yscale="log", xlabel="dimension d", ylabel="variance / exact trace's, same z",
                   title="noise the estimator adds to the exact trace")
         _dim_axis(right, dims)
-        right.legend(loc="best")
     else:
         missing(right, "same-points variance (timing.json)")
+    legend_below(fig, [left, right], columns=3)
     fig.suptitle("Figure 7: estimator variance against dimension", fontsize=11)
     return fig

@@ -90,6 +90,7 @@ class Timing:
     """timing.json of the study (timing.py): ms per step measured in one process."""
 
     by_d: dict[str, dict[int, float]]  # loss -> {d: median ms per step}
+    by_d_iqr: dict[str, dict[int, tuple[float, float]]]  # loss -> {d: (q1, q3)}; empty in older files
     by_width: dict[str, dict[str, float]]  # loss -> {"w1-w2": median ms per step} at width_dim
     width_dim: int
     threads: int
@@ -101,9 +102,11 @@ class Timing:
         if raw is None:
             return None
         by_d = {loss: {int(d): ms for d, ms in row.items()} for loss, row in raw["by_d"].items()}
+        iqr = {loss: {int(d): tuple(q) for d, q in row.items()}
+               for loss, row in raw.get("by_d_iqr", {}).items()}
         variance = {loss: {int(d): v for d, v in row.items()}
                     for loss, row in raw.get("variance", {}).items()}
-        return cls(by_d, raw["by_width"], raw["width_dim"], raw["threads"], variance)
+        return cls(by_d, iqr, raw["by_width"], raw["width_dim"], raw["threads"], variance)
 
     def ms(self, loss: str, dim: int) -> float:
         return self.by_d.get(loss, {}).get(dim, math.nan)

@@ -74,13 +74,22 @@ def answer_table(study: Study, losses: list[str], timing: Timing | None) -> list
     return markdown_table(header, rows)
 
 
+def _ms_cell(timing: Timing, loss: str, dim: int) -> str:
+    """A median with its quartiles, `4.52 [4.31, 4.80]` (the median alone for an older timing.json)."""
+    median = _fmt(timing.ms(loss, dim), ".2f")
+    q = timing.by_d_iqr.get(loss, {}).get(dim)
+    return f"{median} [{q[0]:.2f}, {q[1]:.2f}]" if q else median
+
+
 def timing_tables(timing: Timing, losses: list[str]) -> list[str]:
     dims = sorted({d for row in timing.by_d.values() for d in row})
     threads = f"{timing.threads} thread{'s' if timing.threads != 1 else ''}"
-    lines = [f"Measured in one process, objectives interleaved step by step ({threads}; medians; "
-             "dsmexp.studies.dimension.timing, timing.json):", ""]
+    quartiles = "; in brackets the quartiles of the steps" if timing.by_d_iqr else ""
+    lines = [f"Measured in one process, objectives interleaved step by step ({threads}; medians{quartiles}; "
+             "dsmexp.studies.dimension.timing, timing.json). Where the quartile ranges of two entries "
+             "overlap, their difference is timing noise.", ""]
     lines += markdown_table(["objective", *(f"d = {d}" for d in dims)],
-                            [[loss_title(loss), *(_fmt(timing.ms(loss, d), ".2f") for d in dims)]
+                            [[loss_title(loss), *(_ms_cell(timing, loss, d) for d in dims)]
                              for loss in losses if loss in timing.by_d])
     widths = sorted({w for row in timing.by_width.values() for w in row}, key=lambda w: int(w.split("-")[0]))
     if widths:

@@ -2,9 +2,11 @@
 (the figures read that file):
 
 - Figure 5: for each d, one Trainer per objective built from the study's own config, their training
-  steps taken round robin (warm-up first) on one thread, so that load from other processes hits every
-  objective alike; the median milliseconds per step. The exact trace against the network's width is
-  timed the same way at d = 512 for exact ISM and SSM-VR.
+  steps timed interleaved (warm-up first; studies/stopwatch.py, torch.utils.benchmark) on one thread,
+  so that load from other processes hits every objective alike; the median milliseconds per step and
+  its quartiles (by_d, by_d_iqr), which the figure draws as bars so that timing noise is not read as a
+  result. The exact trace against the network's width is timed the same way at d = 512 for exact ISM
+  and SSM-VR.
 - Figure 7: each run's final network (checkpoint.pt) takes one step with every diagnostic on, so its
   estimator's fitting term and the exact trace div s are computed on the same points z: their per-point
   variances (standard error squared times the values averaged), as the paper compares DSM with ISM.
@@ -12,10 +14,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from dsmexp.core.objectives.registry import OBJECTIVES
 from dsmexp.records import artifacts
 from dsmexp.records.metrics_file import COLUMNS
 from dsmexp.records.sweeps import load_runs
+from dsmexp.studies.stopwatch import summary_ms, time_interleaved
 from dsmexp.train.trainer import Trainer, prepare_cpu
 
 TIMING_FILE = "timing.json"
@@ -41,17 +43,13 @@ def study_config(profile: str, loss: str, dim: int, *overrides: str):
                     "eval_every=0", "steps=1000000", *overrides])
 
 
-def round_robin(steps: dict[str, Callable[[int], object]], repeats: int, warmup: int) -> dict[str, float]:
-    """Median milliseconds of each callable, called in turn `warmup + repeats` times."""
-    seconds: dict[str, list[float]] = {name: [] for name in steps}
-    for k in range(warmup + repeats):
-        for name, step in steps.items():
-            started = time.perf_counter()
-            step(k)
-            elapsed = time.perf_counter() - started
-            if k >= warmup:
-                seconds[name].append(elapsed)
-    return {name: 1000 * statistics.median(s) for name, s in seconds.items()}
+def round_robin(steps: dict[str, Callable[[int], object]], repeats: int,
+                warmup: int) -> dict[str, dict[str, float]]:
+    """{name: {"median", "q1", "q3", "min", "max"}} in milliseconds: `warmup` untimed steps of each, then
+    `repeats` rounds of one timed step of each in turn (a step's argument counts up, as in training)."""
+    counters = {name: itertools.count() for name in steps}
+    calls = {name: (lambda s=step, c=counters[name]: s(next(c))) for name, step in steps.items()}
+    return {name: summary_ms(m) for name, m in time_interleaved(calls, repeats, warmup).items()}
 
 
 def trainers(profile: str, losses: list[str], dim: int, *overrides: str) -> dict[str, Trainer]:
@@ -62,22 +60,25 @@ def trainers(profile: str, losses: list[str], dim: int, *overrides: str) -> dict
 def measure(profile: str, dims: list[int], losses: list[str], repeats: int, warmup: int,
             overrides: list[str] = (), widths: tuple[tuple[int, int], ...] = WIDTHS,
             threads: int = 1) -> dict:
-    """{"by_d": {loss: {d: ms}}, "by_width": {loss: {"w1-w2": ms}}, ...} for the study's settings."""
+    """{"by_d": {loss: {d: median ms}}, "by_d_iqr": {loss: {d: [q1, q3]}}, "by_width": {loss: {"w1-w2":
+    median ms}}, ...} for the study's settings."""
     prepare_cpu(threads)
     by_d: dict[str, dict[str, float]] = {loss: {} for loss in losses}
+    by_d_iqr: dict[str, dict[str, list[float]]] = {loss: {} for loss in losses}
     for dim in dims:
         timed = trainers(profile, losses, dim, *overrides)
         for loss, ms in round_robin({k: t.step for k, t in timed.items()}, repeats, warmup).items():
-            by_d[loss][str(dim)] = ms
+            by_d[loss][str(dim)] = ms["median"]
+            by_d_iqr[loss][str(dim)] = [ms["q1"], ms["q3"]]
     by_width: dict[str, dict[str, float]] = {}
     width_losses = [loss for loss in ("ism", "ssm_vr") if loss in losses]
     for first, second in widths:
         hidden = f"model.hidden=[{first},{second}]"
         timed = trainers(profile, width_losses, WIDTH_DIM, *overrides, hidden)
         for loss, ms in round_robin({k: t.step for k, t in timed.items()}, repeats, warmup).items():
-            by_width.setdefault(loss, {})[f"{first}-{second}"] = ms
-    return {"by_d": by_d, "by_width": by_width, "width_dim": WIDTH_DIM, "repeats": repeats, "warmup": warmup,
-            "threads": torch.get_num_threads(), "profile": profile}
+            by_width.setdefault(loss, {})[f"{first}-{second}"] = ms["median"]
+    return {"by_d": by_d, "by_d_iqr": by_d_iqr, "by_width": by_width, "width_dim": WIDTH_DIM,
+            "repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(), "profile": profile}
 
 
 def same_points_variance(sweep_dir: Path) -> dict[str, dict[str, dict[str, float]]]:

@@ -1,9 +1,11 @@
 """The paper's Figures 1-3 and our Figure 4, drawn from a sweep's saved files only (metrics.csv,
 summary.json, score_field.npz): nothing here trains or evaluates a model.
 
-Colours are fixed across figures: ISM blue, DSM orange; lines for different sigma follow one colour
-map (sigma = 0 in black). Files are written as PNG and PDF without timestamps, so a rebuild is
-byte-identical.
+Colours are fixed across figures: ISM blue, DSM orange; each sigma has its own colour and dash
+(sigma = 0 solid black; studies/plotting.py). A per-step trace of a long run is drawn as its running
+median over 1/50 of the steps, with the raw trace faint behind it; panels that compare the same
+quantity share their y-axis, and legends sit below the panels. Files are written as PNG and PDF without
+timestamps, so a rebuild is byte-identical.
 """
 
 from __future__ import annotations
@@ -23,7 +25,17 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from dsmexp.core.objectives.registry import OBJECTIVES  # noqa: E402
 from dsmexp.records.sweeps import Run  # noqa: E402
-from dsmexp.studies.plotting import DSM_COLOUR, ISM_COLOUR, loss_colour, loss_label, missing  # noqa: E402
+from dsmexp.studies.plotting import (  # noqa: E402
+    DSM_COLOUR,
+    ISM_COLOUR,
+    legend_below,
+    loss_colour,
+    loss_label,
+    missing,
+    running_median,
+    sigma_style,
+    smoothing_window,
+)
 
 PAPER_SIGMA = 0.01
 
@@ -47,12 +59,29 @@ def seed_curve(chosen: list[Run], column: str) -> tuple[np.ndarray, np.ndarray, 
                 np.nanmax(stack, 0))
 
 
-def plot_seeds(ax, chosen: list[Run], column: str, **line) -> None:
-    """One line for a grid point: the run itself (one seed) or the median over seeds with a min-max band."""
+def plot_seeds(ax, chosen: list[Run], column: str, smooth: bool = False, **line) -> None:
+    """One line for a grid point: the run itself (one seed) or the median over seeds with a min-max band.
+
+    With `smooth`, a long trace (smoothing_window > 1) is drawn as its running median, the raw trace faint
+    behind it, and the band is the min-max over seeds of each seed's running median."""
     steps, median, low, high = seed_curve(chosen, column)
+    window = smoothing_window(len(steps)) if smooth else 1
+    if window > 1:
+        ax.plot(steps, median, color=line.get("color"), lw=0.4, alpha=0.18, zorder=1)
+        smoothed = np.stack([running_median(r.metrics[column][:len(steps)], window) for r in chosen])
+        with np.errstate(all="ignore"):
+            median, low, high = (np.nanmedian(smoothed, 0), np.nanmin(smoothed, 0), np.nanmax(smoothed, 0))
+        line = {"lw": 1.3, **line, "zorder": 3}
     ax.plot(steps, median, **line)
     if len(chosen) > 1:
         ax.fill_between(steps, low, high, color=line.get("color"), alpha=0.2, lw=0)
+
+
+def smoothing_note(runs: list[Run]) -> str:
+    """Figure-title suffix naming the running median's window (empty when traces are drawn raw)."""
+    steps = max((len(r.metrics["step"]) for r in runs), default=0)
+    window = smoothing_window(steps)
+    return f"; lines: running median over {window} steps, raw trace faint" if window > 1 else ""
 
 
 def by_sigma(chosen: list[Run]) -> dict[float, list[Run]]:
@@ -119,7 +148,7 @@ def plain_ticks(*axes) -> None:
 
 def figure1(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
     """Fitting terms of ISM and DSM per step (with 2-SE bands), trained with DSM-S and with ISM."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, loss in zip(axes, ("dsm_s", "ism")):
         chosen = runs_of(runs, loss, sigma)
         if not chosen:
@@ -143,9 +172,13 @@ def figure1(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
 
 
 def figure2(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figure:
-    """Top: the trained objective's fitting term per step, one line per sigma. Bottom: its gradient norm."""
+    """Top: the trained objective's fitting term per step, one line per sigma. Bottom: its gradient norm.
+    Each row shares its y-axis, so the two objectives are read on one scale."""
     sigmas = sorted({r.sigma for r in runs})
-    fig, axes = plt.subplots(2, len(losses), figsize=(5.5 * len(losses), 7), sharex="col", squeeze=False)
+    fig, axes = plt.subplots(2, len(losses), figsize=(5.5 * len(losses), 7), sharex="col", sharey="row",
+                             squeeze=False)
+    largest = max((np.nanmax(np.abs(r.metrics[OBJECTIVES[r.loss].fit_column])) for r in runs
+                   if r.loss in losses and len(r.metrics["step"])), default=0.0)
     for col, loss in enumerate(losses):
         top, bottom = axes[0, col], axes[1, col]
         chosen = runs_of(runs, loss)
@@ -154,21 +187,19 @@ def figure2(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
             missing(bottom, f"{loss_label(loss)} run")
             continue
         for sigma, group in by_sigma(chosen).items():
-            color, label = sigma_color(sigma, sigmas), sigma_label(sigma)
-            plot_seeds(top, group, OBJECTIVES[loss].fit_column, color=color, lw=0.7, label=label)
-            plot_seeds(bottom, group, OBJECTIVES[loss].grad_norm_column, color=color, lw=0.7, label=label)
-        column = OBJECTIVES[loss].fit_column
-        largest = max((np.nanmax(np.abs(r.metrics[column])) for r in chosen if len(r.metrics[column])),
-                      default=0.0)
+            style = {**sigma_style(sigma, sigmas), "label": sigma_label(sigma)}
+            plot_seeds(top, group, OBJECTIVES[loss].fit_column, smooth=True, **style)
+            plot_seeds(bottom, group, OBJECTIVES[loss].grad_norm_column, smooth=True, **style)
         if largest > 10:  # DSM's fitting term grows like 1/sigma: symlog shows every sigma's scale
             top.set_yscale("symlog", linthresh=10)
         bottom.set_yscale("log")
         plain_ticks(top, bottom)
-        top.set(title=f"{loss_label(loss)} training", ylabel=f"fitting term {OBJECTIVES[loss].fit_column}")
-        bottom.set(xlabel="step", ylabel=f"gradient norm ({loss_label(loss)})")
-        top.legend(loc="best")
+        top.set(title=f"{loss_label(loss)} training", ylabel="fitting term (fit_dsm, fit_ism)")
+        bottom.set(xlabel="step", ylabel="gradient norm of the trained loss")
+    legend_below(fig, axes)
     fig.suptitle(wrapped("Figure 2: fitting term (top) and gradient norm (bottom) across noise scales"
-                         + seeds_note(runs)), fontsize=11)
+                         + seeds_note(runs) + smoothing_note(runs)), fontsize=11)
+    fig.tight_layout()
     return fig
 
 
@@ -182,12 +213,12 @@ def figure3(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
             missing(ax, f"ISM run at {sigma_label(sigma)}")
         return fig
     _score_fields(axes[:2], chosen[0])  # the first seed's field
-    plot_seeds(axes[2], chosen, "fit_dsm", color=DSM_COLOUR, lw=0.6, alpha=0.8, label="DSM fitting term")
-    plot_seeds(axes[2], chosen, "fit_ism", color=ISM_COLOUR, lw=1.0, label="ISM fitting term")
+    plot_seeds(axes[2], chosen, "fit_dsm", smooth=True, color=DSM_COLOUR, label="DSM fitting term")
+    plot_seeds(axes[2], chosen, "fit_ism", color=ISM_COLOUR, lw=1.0, ls="--", label="ISM fitting term")
     plot_seeds(axes[2], chosen, "norm", color="black", lw=1.0, label="norm 0.5|s|² (shared)")
     axes[2].set(title=f"norm and fitting terms, ISM training, {sigma_label(sigma)}", xlabel="step")
     axes[2].legend(loc="best")
-    plot_seeds(axes[3], chosen, "grad_cos", color="purple", lw=0.6)
+    plot_seeds(axes[3], chosen, "grad_cos", smooth=True, color="purple", label="cosine")
     median = float(np.median([np.nanmedian(r.metrics["grad_cos"]) for r in chosen]))
     axes[3].axhline(median, color="black", ls="--", lw=0.9, label=f"median {median:.3f}")
     axes[3].set(title="cosine of the ISM and DSM gradients", xlabel="step", ylabel="cosine",
@@ -195,7 +226,8 @@ def figure3(runs: list[Run], sigma: float = PAPER_SIGMA) -> Figure:
     axes[3].legend(loc="lower right")
     seeds = f" (field: seed {chosen[0].seed})" if len(chosen) > 1 else ""
     fig.suptitle(wrapped(f"Figure 3: score field (top){seeds}, loss terms and gradient agreement (bottom), "
-                         f"ISM training at {sigma_label(sigma)}{seeds_note(chosen)}"), fontsize=11)
+                         f"ISM training at {sigma_label(sigma)}{seeds_note(chosen)}"
+                         f"{smoothing_note(chosen)}"), fontsize=11)
     return fig
 
 
@@ -260,5 +292,5 @@ def figure4(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
     ax.set(xscale="log", yscale="log", xlabel="noise scale σ", ylabel="ESM at the end of training",
            title="Figure 4: distance to the data score and to q_σ's score vs noise scale"
            + ("\n(median over seeds, bars: min-max)" if len({r.seed for r in runs}) > 1 else ""))
-    ax.legend(loc="best")
+    legend_below(fig, [ax], columns=2)
     return fig
