@@ -35,11 +35,14 @@ def loss_marker(loss: str) -> str:
 
 
 def sigma_style(sigma: float, sigmas: list[float]) -> dict:
-    """Line colour and dash of one noise scale among `sigmas`: sigma = 0 solid black, the others by rank."""
+    """Line colour and dash of one noise scale among `sigmas`: sigma = 0 solid black, the others by rank.
+    Solid lines are drawn wider and beneath the dashed ones, so lines that coincide all show."""
     if sigma == 0:
-        return {"color": "black", "ls": "-"}
+        return {"color": "black", "ls": "-", "lw": 2.2, "zorder": 2}
     rank = sorted({s for s in sigmas if s > 0}).index(sigma)
-    return {"color": SIGMA_COLOURS[rank % len(SIGMA_COLOURS)], "ls": SIGMA_DASHES[rank % len(SIGMA_DASHES)]}
+    dash = SIGMA_DASHES[rank % len(SIGMA_DASHES)]
+    return {"color": SIGMA_COLOURS[rank % len(SIGMA_COLOURS)], "ls": dash,
+            **({"lw": 2.2, "zorder": 2} if dash == "-" else {"lw": 1.4, "zorder": 3})}
 
 
 def smoothing_window(steps: int) -> int:
@@ -56,14 +59,17 @@ def running_median(values: np.ndarray, window: int) -> np.ndarray:
     return series.rolling(window, center=True, min_periods=1).median().to_numpy()
 
 
-def legend_below(fig, axes, columns: int | None = None) -> None:
-    """One legend for `axes` (their labels, each once, in order) under the figure, where it covers no data."""
+def legend_below(fig, axes, columns: int | None = None, order: list[str] | None = None) -> None:
+    """One legend for `axes` (their labels, each once, in `order` or as first drawn) under the figure, where
+    it covers no data."""
     handles, labels = {}, []
     for ax in np.ravel(axes):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             if label not in handles and not label.startswith("_"):
                 handles[label] = handle
                 labels.append(label)
+    if order is not None:
+        labels = [k for k in order if k in handles] + [k for k in labels if k not in order]
     if labels:
         columns = columns or min(len(labels), 6)
         fig.legend([handles[k] for k in labels], labels, loc="upper center", ncol=columns, frameon=False,

@@ -67,11 +67,11 @@ def plot_seeds(ax, chosen: list[Run], column: str, smooth: bool = False, **line)
     steps, median, low, high = seed_curve(chosen, column)
     window = smoothing_window(len(steps)) if smooth else 1
     if window > 1:
-        ax.plot(steps, median, color=line.get("color"), lw=0.4, alpha=0.18, zorder=1)
+        ax.plot(steps, median, color=line.get("color"), lw=0.4, alpha=0.18, zorder=1)  # raw, faint
         smoothed = np.stack([running_median(r.metrics[column][:len(steps)], window) for r in chosen])
         with np.errstate(all="ignore"):
             median, low, high = (np.nanmedian(smoothed, 0), np.nanmin(smoothed, 0), np.nanmax(smoothed, 0))
-        line = {"lw": 1.3, **line, "zorder": 3}
+        line = {"lw": 1.3, "zorder": 3, **line}
     ax.plot(steps, median, **line)
     if len(chosen) > 1:
         ax.fill_between(steps, low, high, color=line.get("color"), alpha=0.2, lw=0)
@@ -196,7 +196,7 @@ def figure2(runs: list[Run], losses: tuple[str, ...] = ("dsm_s", "ism")) -> Figu
         plain_ticks(top, bottom)
         top.set(title=f"{loss_label(loss)} training", ylabel="fitting term (fit_dsm, fit_ism)")
         bottom.set(xlabel="step", ylabel="gradient norm of the trained loss")
-    legend_below(fig, axes)
+    legend_below(fig, axes, order=[sigma_label(s) for s in sigmas])
     fig.suptitle(wrapped("Figure 2: fitting term (top) and gradient norm (bottom) across noise scales"
                          + seeds_note(runs) + smoothing_note(runs)), fontsize=11)
     fig.tight_layout()
