@@ -5,17 +5,17 @@ Writes that replace a file go to a uniquely named temporary file in the same dir
 never share one), are fsynced, then renamed over the old file; a failed write removes its temporary
 file and becomes a RunFileError naming the file and what to do.
 
-Every wait for a lock (wait_for_lock, exclusive) is bounded and reported: after NOTICE_AFTER_S the waiting
+Every lock is a filelock.FileLock (an OS advisory lock, flock on Linux, dropped by the kernel however its
+holder exits), taken by take_lock: the lock file is never deleted (deleting a lock file another process
+is about to lock would let two processes hold "the" lock), never followed through a symlink, and holds
+its holder's pid for the messages. Every wait is bounded and reported: after NOTICE_AFTER_S the waiting
 process says whom it waits for and why, every HEARTBEAT_S after that, and it gives up (LockTimeout, one
-line) at its limit. The lock is an OS advisory lock (fcntl.flock), dropped by the kernel however its
-holder exits; the lock file holds the holder's pid for the message.
+line) at its limit.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import sys
@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from dsmexp.errors import LockTimeout, RunFileError
 
@@ -138,7 +140,7 @@ def replace_text(path: Path, text: str) -> None:
     replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
-# ---- the one flock helper ----------------------------------------------------------------------------
+# ---- the one lock helper -----------------------------------------------------------------------------
 
 def notice(message: str) -> None:
     """A progress line: to the run's log when logging is set up (inside a run), else to stderr (the
@@ -150,47 +152,55 @@ def notice(message: str) -> None:
         sys.stderr.flush()
 
 
-def wait_for_lock(fd: int, path: Path, doing: str, limit_s: float) -> None:
-    """Take the exclusive flock on the open file `fd` (at `path`), waiting at most limit_s for its holder,
-    whose pid the file holds and who `doing` ("is compiling ..."): said after NOTICE_AFTER_S, then every
-    HEARTBEAT_S; LockTimeout at the limit."""
+def _write_pid(fd: int) -> None:
+    """What a new holder writes into the lock file (filelock's on_acquired): its pid, for the messages."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def lock_holder(path: Path) -> str:
+    """The pid the lock file at `path` names ('?' when it names none)."""
+    try:
+        return Path(path).read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def take_lock(path: Path, doing: str, limit_s: float | None) -> FileLock:
+    """The exclusive lock on the file `path` (created if missing, with this process's pid in it), held
+    until its release(). With limit_s None, only if it is free now (filelock.Timeout otherwise); else
+    waiting at most limit_s for the holder, who `doing` ("is compiling ..."): said after NOTICE_AFTER_S,
+    then every HEARTBEAT_S; LockTimeout at the limit. A symlink or an unwritable file is a RunFileError."""
+    lock = FileLock(path, thread_local=False, preserve_lock_file=True, on_acquired=_write_pid)
     start = time.monotonic()
-    next_notice = start + NOTICE_AFTER_S
+    wait_s = 0.0 if limit_s is None else min(NOTICE_AFTER_S, limit_s)
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError as err:
-            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            lock.acquire(timeout=wait_s)
+            return lock
+        except Timeout:
+            waited = time.monotonic() - start
+            if limit_s is None:
                 raise
-        waited = time.monotonic() - start
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        if waited >= limit_s:
-            raise LockTimeout(f"gave up after {limit_s:.0f} s waiting for process {holder}, which {doing} "
-                              f"(lock {path})")
-        if time.monotonic() >= next_notice:
-            notice(f"waiting for process {holder}, which {doing} ({waited:.0f} s so far; at most "
-                   f"{limit_s:.0f} s)")
-            next_notice += HEARTBEAT_S
-        time.sleep(0.1)
+            if waited >= limit_s:
+                raise LockTimeout(f"gave up after {limit_s:.0f} s waiting for process {lock_holder(path)}, "
+                                  f"which {doing} (lock {path})") from None
+            notice(f"waiting for process {lock_holder(path)}, which {doing} ({waited:.0f} s so far; at "
+                   f"most {limit_s:.0f} s)")
+            wait_s = min(HEARTBEAT_S, limit_s - waited)
+        except OSError as err:
+            if Path(path).is_symlink():
+                raise symlinked(path) from None
+            raise write_failed(path, err) from None
 
 
 @contextlib.contextmanager
 def exclusive(path: Path, doing: str, limit_s: float = 600.0) -> Iterator[None]:
-    """Wait for (bounded, see wait_for_lock), then hold, an exclusive lock on the file `path` (created if
-    missing, never through a symlink) for the `with` block, with this process's pid in it; the system
-    releases it if the holder dies. For short critical sections (creating an MLflow experiment) and the
-    fused kernel's build."""
+    """Wait for (bounded and reported, see take_lock), then hold, the exclusive lock on the file `path` for
+    the `with` block. For short critical sections (creating an MLflow experiment) and the fused kernel's
+    build."""
+    lock = take_lock(path, doing, limit_s)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
-    except OSError as err:
-        if path.is_symlink():
-            raise symlinked(path) from None
-        raise write_failed(path, err) from None
-    try:
-        wait_for_lock(fd, path, doing, limit_s)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)  # drops the flock
+        lock.release()

@@ -1,21 +1,23 @@
-"""One process per run directory: an OS advisory lock (fcntl.flock) on `.dsmexp.lock`, held for a whole run.
+"""One process per run directory: an OS advisory lock (filelock, flock on Linux) on `.dsmexp.lock`, held
+for a whole run.
 
 The kernel drops the lock when its holder exits, however it exits (kill -9 included), so a stopped run
 never leaves a stale lock behind. The lock file holds the holder's pid, for the message the next process
 prints. It is never deleted: deleting a lock file that another process is about to lock would let two
 processes hold "the" lock at once. A wait for the lock (RunLock(wait=True)) is bounded and reported
-(safe_io.wait_for_lock).
+(safe_io.take_lock).
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 from pathlib import Path
 
-from dsmexp.errors import LockTimeout, RunBusy
-from dsmexp.safe_io import FILE_MODE, symlinked, wait_for_lock, write_failed
+from filelock import FileLock, Timeout
+
+from dsmexp.errors import RunBusy
+from dsmexp.safe_io import take_lock
 
 LOCK_FILE = ".dsmexp.lock"
 
@@ -27,42 +29,24 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self.wait, self.doing, self.limit_s = wait, doing or f"holds {self.run_dir}", limit_s
-        self._fd: int | None = None
+        self._lock: FileLock | None = None
 
     def acquire(self) -> RunLock:
         """Take the lock; without `wait`, raise RunBusy naming the holder's pid when another has it; with
-        it, wait at most limit_s (wait_for_lock: reported, then LockTimeout).
+        it, wait at most limit_s (safe_io.take_lock: reported, then LockTimeout).
 
         (A sweep directory's lock is taken with wait=True for the moments its jobs.json and runs.csv
         are rewritten, so sweeps sharing a directory never lose each other's plan.)"""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
-        except OSError as err:
-            if self.path.is_symlink():
-                raise symlinked(self.path) from None
-            raise write_failed(self.path, err) from None
-        try:
-            if self.wait:
-                wait_for_lock(fd, self.path, self.doing, self.limit_s)
-            else:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
+            self._lock = take_lock(self.path, self.doing, self.limit_s if self.wait else None)
+        except Timeout:
             raise RunBusy(busy_message(self.run_dir)) from None
-        except LockTimeout:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
         return self
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> RunLock:
         return self.acquire()
@@ -86,7 +70,8 @@ def holder_pid(run_dir: Path) -> int | None:
 
 
 def is_busy(run_dir: Path) -> str | None:
-    """The RunBusy message when another process holds run_dir's lock now, else None (read-only probe)."""
+    """The RunBusy message when another process holds run_dir's lock now, else None. A read-only probe
+    (a shared flock tried and dropped), which a read-only run directory allows; filelock has no such call."""
     path = Path(run_dir) / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)

@@ -55,3 +55,17 @@ def test_a_lock_freed_while_waiting_is_taken(tmp_path, held):
         assert runlock.holder_pid(tmp_path) == os.getpid()
     finally:
         lock.release()
+
+
+def test_the_lock_file_outlives_its_holder_and_names_the_last_one(tmp_path):
+    """Released, the lock file stays (deleting it could let two processes hold the lock) and keeps the pid
+    of its last holder; the next holder takes it at once and writes its own."""
+    with runlock.RunLock(tmp_path):
+        assert runlock.holder_pid(tmp_path) == os.getpid()
+        assert f"in use by process {os.getpid()}" in runlock.is_busy(tmp_path)
+    assert (tmp_path / runlock.LOCK_FILE).is_file() and runlock.is_busy(tmp_path) is None
+    assert runlock.holder_pid(tmp_path) == os.getpid()
+    child = subprocess.run([sys.executable, "-c", "import os, sys\nfrom dsmexp.records import runlock\n"
+                            "with runlock.RunLock(sys.argv[1]): print(os.getpid())", str(tmp_path)],
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert runlock.holder_pid(tmp_path) == int(child.stdout)
