@@ -59,13 +59,16 @@ def test_names_a_profile_may_have_are_accepted():
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    ("a=../../x", "a=..%2F..%2Fx"),
-    ("a=/etc,b=1", "a=%2Fetc,b=1"),
-    ("a=50%,b=x%2Fy", "a=50%25,b=x%252Fy"),  # %25 first: x/y and x%2Fy name different directories
-    ("sigma=1e-2,a=..", "sigma=0.01,a=.."),
+    (["a=../../x"], "a=..%2F..%2Fx"),
+    (["a=/etc", "b=1"], "a=%2Fetc,b=1"),
+    (["a=50%", "b=x%2Fy"], "a=50%25,b=x%252Fy"),  # %25 first: x/y and x%2Fy name different directories
+    (["sigma=1e-2", "a=.."], "a=..,sigma=0.01"),
+    (["steps=1e3", "lr=1.0", "t=true", "+model.kwargs.note=hi there"],
+     "+model.kwargs.note=hi there,lr=1,steps=1000,t=true"),  # numbers by value, the rest as typed
+    (["sigma=0,1e-4", "loss=ism,dsm_s", "threads=2"], "loss=ism,dsm_s,sigma=0,1e-4"),  # a sweep as typed
 ])
 def test_run_dirname_is_one_path_component(overrides, expected):
-    assert run_dirname(overrides) == expected
+    assert run_dirname(overrides, exclude=["threads"]) == expected
     assert "/" not in expected and expected not in (".", "..")
 
 
@@ -100,5 +103,5 @@ def test_a_preset_is_part_of_a_single_runs_directory_name(overrides, expected):
     as a run with other settings); names without a preset are what they were."""
     cfg = compose(overrides, hydra_config=True)
     assert Path(cfg.hydra.run.dir) == Path("outputs/runs") / expected
-    assert cfg.hydra.sweep.subdir == run_dirname(",".join(o for o in overrides if "experiment" not in o
-                                                          and "profile" not in o))
+    assert cfg.hydra.sweep.subdir == run_dirname([o for o in overrides if "experiment" not in o
+                                                  and "profile" not in o])
