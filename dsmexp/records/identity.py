@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from dsmexp.config.dataset import DATASET_SCHEMAS
@@ -99,13 +100,16 @@ def run_config(run_dir: Path) -> dict:
 
 
 def config_columns(config: dict) -> dict:
-    """A nested run config as flat columns: {"optimizer": {"name": "adam", "lr": 0.1}} gives
-    {"optimizer": "adam", "optimizer.lr": 0.1}; lists become their JSON text."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            for sub, inner in config_columns(value).items():
-                flat[key if key in GROUPS and sub == "name" else f"{key}.{sub}"] = inner
-        else:
-            flat[key] = json.dumps(value) if isinstance(value, (list, tuple)) else value
-    return flat
+    """A nested run config as flat columns (pandas.json_normalize): {"optimizer": {"name": "adam", "lr":
+    0.1}} gives {"optimizer": "adam", "optimizer.lr": 0.1}, the option of a config group being the column
+    named for the group; lists become their JSON text; an empty mapping gives no column."""
+    flat = pd.json_normalize(config, sep=".").to_dict("records")[0] if config else {}
+    position = {key: i for i, key in enumerate(config)}  # json_normalize lists nested keys last
+    ordered = sorted(flat, key=lambda key: position[key.partition(".")[0]])
+    return {_group_column(key): json.dumps(flat[key]) if isinstance(flat[key], (list, tuple)) else flat[key]
+            for key in ordered}
+
+
+def _group_column(key: str) -> str:
+    group, _, sub = key.partition(".")
+    return group if group in GROUPS and sub == "name" else key

@@ -122,3 +122,17 @@ def test_load_sweep_metrics_leaves_a_run_with_a_bad_file_out_with_a_warning(tmp_
     assert set(steps["run_dir"]) == {"loss=dsm_s,sigma=0.01"} and len(steps) == 6
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and warned[0].startswith(f"left out of the long table: {bad}: ")
+
+def test_config_columns_flatten_in_the_configs_order_and_keep_each_values_type():
+    """The flat view runs.csv, MLflow params and TensorBoard's HParams share: a group's option is the
+    group's column, lists are their text, an int stays an int beside floats (json_normalize's records)."""
+    from dsmexp.records.identity import config_columns
+
+    config = {"loss": {"name": "ism"}, "sigma": 0.01, "steps": 30,
+              "model": {"name": "mlp", "hidden": [16, 32], "kwargs": {}}, "overwrite": False, "seed": None}
+    flat = config_columns(config)
+    assert list(flat) == ["loss", "sigma", "steps", "model", "model.hidden", "overwrite", "seed"]
+    assert flat == {"loss": "ism", "sigma": 0.01, "steps": 30, "model": "mlp", "model.hidden": "[16, 32]",
+                    "overwrite": False, "seed": None}
+    assert type(flat["steps"]) is int and type(flat["overwrite"]) is bool
+    assert config_columns({"a": 1, "b": 2.0}) == {"a": 1, "b": 2.0} and config_columns({}) == {}
