@@ -12,11 +12,11 @@ and the end of a run is reported there too. Where they go is said in the run's l
   logger.tracking_uri, else MLFLOW_TRACKING_URI when set, else a local file store, outputs/mlruns.
 
 Both need the optional extra (`pip install ".[tracking]"` in a checkout). The preflight (preflight.py)
-rejects a missing package, an unreachable server or a database store without its packages before any
-work (check_logger). A new backend is one BACKENDS entry (a class with log_rows and finish), its PACKAGES
-entry, its schema (dsmexp/config/logger.py) and conf/logger/NAME.yaml. Once training runs, a tracker
-that fails (disk full, server gone) is reported once and dropped: the run goes on, and metrics.csv, the
-record, is never affected.
+rejects a missing package, a server that does not answer MLflow's own search_experiments, or a database
+store without its packages before any work (check_logger). A new backend is one BACKENDS entry (a class
+with log_rows and finish), its PACKAGES entry, its schema (dsmexp/config/logger.py) and
+conf/logger/NAME.yaml. Once training runs, a tracker that fails (disk full, server gone) is reported once
+and dropped: the run goes on, and metrics.csv, the record, is never affected.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import importlib.util
 import logging
 import math
 import os
-import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,7 +93,8 @@ def _store_key(options: Any) -> str:
 
 @functools.cache
 def _unreachable(uri: str) -> str | None:
-    """A line saying an http(s) tracking server does not answer, checked once per process."""
+    """A line saying why the store at `uri` cannot be used (a database store without its packages, an
+    http(s) server that does not answer as MLflow), checked once per process."""
     parsed = urlparse(uri)
     scheme = parsed.scheme.split("+")[0]
     if scheme in DATABASE_SCHEMES:
@@ -104,13 +104,43 @@ def _unreachable(uri: str) -> str | None:
         return None
     if parsed.scheme not in ("http", "https"):
         return None  # local stores (file, sqlite, a path) are created on first use
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        socket.create_connection((parsed.hostname, port), timeout=5).close()
-    except OSError as err:
-        return (f"cannot reach {parsed.hostname}:{port} "
-                f"({err.strerror or err}); start the server, or name another store")
+    return _server_problem(uri, parsed)
+
+
+def _server_problem(uri: str, parsed) -> str | None:
+    """Ask the server what a run will ask it (MlflowClient.search_experiments), once and without retries;
+    a line saying why it cannot serve, or None."""
+    from mlflow import MlflowClient
+
+    where = f"{parsed.hostname}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+    with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5"):
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as err:  # noqa: BLE001 - MlflowException and the requests errors under it
+            text = str(err)
+            for cause, said in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                                ("Name or service not known", "unknown host"),
+                                ("Failed to resolve", "unknown host")):
+                if cause in text:
+                    return f"cannot reach {where} ({said}); start the server, or name another store"
+            line = text.splitlines()[0][:200] if text else type(err).__name__
+            return f"the server at {where} does not answer as an MLflow tracking server ({line})"
     return None
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Environment variables set for a `with` block (MLflow reads its HTTP settings from there)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def finite(columns: Sequence[str], row: Sequence[float]) -> dict[str, float]:

@@ -73,6 +73,25 @@ def test_unreachable_tracking_server_is_refused_before_training(monkeypatch):
     preflight(make_cfg("logger=mlflow"))  # local stores need no server
 
 
+def test_a_server_that_is_not_mlflow_is_refused_before_training(monkeypatch):
+    """The probe asks what a run will ask (search_experiments): a web server that answers, but not as
+    MLflow (here Python's http.server, 501 to a POST), is refused in one line, not found out mid-run."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_port}"
+        tracking._unreachable.cache_clear()
+        with pytest.raises(ConfigError, match=rf"^logger.tracking_uri={uri}: the server at 127\.0\.0\.1:\d+ "
+                           "does not answer as an MLflow tracking server"):
+            preflight(make_cfg("logger=mlflow", f"logger.tracking_uri={uri}"))
+    finally:
+        server.shutdown()
+        tracking._unreachable.cache_clear()
+
+
 def test_tensorboard_holds_every_logged_metric_of_metrics_csv(tmp_path):
     run_dir = tmp_path / "loss=dsm_s,sigma=0.01"
     assert train(run_dir, "loss=dsm_s", "logger=tensorboard") == "completed"
