@@ -28,6 +28,36 @@ from dsmexp.safe_io import foreign, open_append, replace_atomically, unreadable,
 METRICS_FILE = "metrics.csv"
 COLUMNS = ("step", *METRICS, *EVAL_METRICS, "time_s")
 
+# one line per column (README, What a run computes), shown beside each chart by TensorBoard
+DESCRIPTIONS = {
+    "step": "the optimisation step",
+    "loss": "the trained objective (loss_ism, loss_dsm, loss_dsm_s or loss_est)",
+    "norm": "mean 0.5 |s(z)|^2, shared by ISM and DSM-S (Eq. 8, 9)",
+    "fit_ism": "mean div s(z), the exact trace of ds/dz: the ISM fitting term (Eq. 8)",
+    "fit_dsm": "mean <s(z), eps>/sigma: the DSM fitting term (Eq. 9), fit_ism in expectation (Prop. 2)",
+    "const_dsm": "mean |eps|^2 / (2 sigma^2), the constant DSM-S drops (Eq. 7 vs 9)",
+    "loss_ism": "ISM, Eq. 8: norm + fit_ism",
+    "loss_dsm_s": "DSM-S, Eq. 9: norm + fit_dsm",
+    "loss_dsm": "DSM, Eq. 7: mean 0.5 |s(z) + eps/sigma|^2",
+    "fit_ism_se": "standard error of fit_ism over the M*N points",
+    "fit_dsm_se": "standard error of fit_dsm over the M*N points",
+    "grad_norm_ism": "norm of the ISM parameter gradient",
+    "grad_norm_dsm": "norm of the DSM parameter gradient (DSM and DSM-S have the same one)",
+    "grad_cos": "cosine of the ISM and DSM parameter gradients",
+    "norm_est": "the estimator's norm term (ssm: 0.5 (v^T s)^2; ssm_vr: 0.5 |s|^2; fd_ssm: its central form)",
+    "fit_est": "the estimator's fitting term, v^T J v or its finite difference: fit_ism in expectation",
+    "fit_est_se": "standard error of fit_est over the M*N*K values",
+    "loss_est": "norm_est + fit_est: the trained loss of ssm, ssm_vr and fd_ssm runs",
+    "grad_norm_est": "norm of the estimator's parameter gradient",
+    "grad_cos_est": "cosine of the estimator's gradient with the exact ISM gradient",
+    "esm": "0.5 mean |s(z) - grad log q_sigma(z)|^2 on held-out z ~ q_sigma: the true SM loss (Eq. 2)",
+    "esm_data": "0.5 mean |s(x) - grad log p_data(x)|^2 on held-out clean x: distance to the data score",
+    "esm_emp": "esm against the empirical mixture (1/N) sum N(x_i, sigma^2 I) of the training set",
+    "esm_rel": "esm over 0.5 E|grad log q_sigma|^2 (s = 0 scores 0.5)",
+    "esm_data_rel": "esm_data over 0.5 E|grad log p_data|^2 (s = 0 scores 0.5)",
+    "time_s": "seconds since the run started",
+}
+
 
 def is_metrics_header(header: Sequence[str]) -> bool:
     """True for a header dsmexp writes now or wrote before: step, then columns of COLUMNS in order,

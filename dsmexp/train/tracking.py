@@ -3,8 +3,10 @@ the rows of metrics.csv, in the batches the training loop writes them, also go t
 and the end of a run is reported there too. Where they go is said in the run's log when it starts.
 
 - tensorboard: event files in the run directory itself (or logger.log_dir/<run directory's name>), so
-  every job is one TensorBoard run and `tensorboard --logdir <sweep dir>` compares a sweep. A resumed run
-  purges the steps after its checkpoint, as metrics.csv does. The sweep's figures are added by
+  every job is one TensorBoard run and `tensorboard --logdir <sweep dir>` compares a sweep. Each metric
+  is an add_scalar; its first value carries the column's description (metrics_file.DESCRIPTIONS), which
+  TensorBoard shows beside the chart. A resumed run purges the steps after its checkpoint, as metrics.csv
+  does. The sweep's figures are added by
   `dsmexp.report` (figures_to_tensorboard).
 - mlflow: one MLflow run per job (named by its directory, the flattened config as params, every metric
   per step, summary.json and score_field.npz as artifacts) in one experiment per sweep directory
@@ -36,6 +38,7 @@ from urllib.parse import urlparse
 
 from dsmexp.records import artifacts
 from dsmexp.records.identity import config_columns
+from dsmexp.records.metrics_file import DESCRIPTIONS
 from dsmexp.safe_io import exclusive, shown_path
 
 log = logging.getLogger(__name__)
@@ -166,6 +169,7 @@ class TensorBoardBackend:
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=first_step, max_queue=1000,
                                     flush_secs=10)
         self.columns = columns
+        self._described: set[str] = set()
         self._log_hparams(config)
 
     def _log_hparams(self, config: dict) -> None:
@@ -179,11 +183,23 @@ class TensorBoardBackend:
             self.writer.file_writer.add_summary(summary)
 
     def log_rows(self, rows: Sequence[Sequence[float]]) -> None:
-        from tensorboard.compat.proto.summary_pb2 import Summary
+        for row in rows:
+            step = int(row[0])
+            for tag, value in finite(self.columns, row).items():
+                if tag in self._described:
+                    self.writer.add_scalar(tag, value, step)
+                else:
+                    self._describe(tag, value, step)
 
-        for row in rows:  # one event per step holding every metric, as add_scalar would write them
-            values = [Summary.Value(tag=k, simple_value=v) for k, v in finite(self.columns, row).items()]
-            self.writer.file_writer.add_summary(Summary(value=values), int(row[0]))
+    def _describe(self, tag: str, value: float, step: int) -> None:
+        """A metric's first value, with its description (TensorBoard keeps a tag's first metadata)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.plugins.scalar.metadata import create_summary_metadata
+
+        meta = create_summary_metadata(display_name=tag, description=DESCRIPTIONS.get(tag, ""))
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value, metadata=meta)])
+        self.writer.file_writer.add_summary(summary, step)
+        self._described.add(tag)
 
     def finish(self, status: str, run_dir: Path) -> None:
         self.writer.close()

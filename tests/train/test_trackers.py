@@ -18,6 +18,7 @@ import dsmexp  # noqa: E402
 from dsmexp.errors import ConfigError  # noqa: E402
 from dsmexp.records import artifacts, identity, metrics_file
 from dsmexp.records.identity import config_columns  # noqa: E402
+from dsmexp.records.metrics_file import COLUMNS, DESCRIPTIONS  # noqa: E402
 from dsmexp.train import (
     tracking,
     trainer,  # noqa: E402
@@ -103,6 +104,7 @@ def test_tensorboard_holds_every_logged_metric_of_metrics_csv(tmp_path):
         got = events.Scalars(name)
         assert [e.step for e in got] == steps, name
         np.testing.assert_allclose([e.value for e in got], values, rtol=1e-6, err_msg=name)  # float32
+        assert events.SummaryMetadata(name).summary_description == DESCRIPTIONS[name]  # beside the chart
     # the HParams tab: the run's settings (as runs.csv flattens them) against the metrics runs are compared by
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -272,3 +274,7 @@ def test_the_logger_groups_options_say_where_tracking_goes(tmp_path, monkeypatch
     named = compose(["logger=mlflow", f"logger.tracking_uri={uri}", "logger.experiment=mine"],
                     hydra_config=True)
     assert named.hydra.run.dir == "outputs/runs/default"
+
+
+def test_every_metrics_column_has_a_description():
+    assert set(DESCRIPTIONS) == set(COLUMNS) and all(DESCRIPTIONS.values())
