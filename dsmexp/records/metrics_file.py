@@ -53,8 +53,8 @@ DESCRIPTIONS = {
     "esm": "0.5 mean |s(z) - grad log q_sigma(z)|^2 on held-out z ~ q_sigma: the true SM loss (Eq. 2)",
     "esm_data": "0.5 mean |s(x) - grad log p_data(x)|^2 on held-out clean x: distance to the data score",
     "esm_emp": "esm against the empirical mixture (1/N) sum N(x_i, sigma^2 I) of the training set",
-    "esm_rel": "esm over 0.5 E|grad log q_sigma|^2 (s = 0 scores 0.5)",
-    "esm_data_rel": "esm_data over 0.5 E|grad log p_data|^2 (s = 0 scores 0.5)",
+    "esm_rel": "esm over mean |grad log q_sigma|^2 on the same points (s = 0 scores 0.5)",
+    "esm_data_rel": "esm_data over mean |grad log p_data|^2 on the same points (s = 0 scores 0.5)",
     "time_s": "seconds since the run started",
 }
 
