@@ -1,4 +1,8 @@
-"""The Hydra application behind `python -m dsmexp` and the `dsmexp` console script."""
+"""The Hydra application behind `python -m dsmexp` and the `dsmexp` console script.
+
+Training (dsmexp.train, and with it torch) is imported only by a command that trains or checks a run:
+`--help`, `--cfg` and each TAB of shell completion compose configs only, and the config layer loads
+without torch, so they answer in about a second."""
 
 from __future__ import annotations
 
@@ -15,9 +19,7 @@ from omegaconf import DictConfig
 
 from dsmexp.config import CONF_DIR, compose, register_configs, validate
 from dsmexp.errors import DsmexpError
-from dsmexp.train import trainer
 from dsmexp.train.interrupt import Interrupted
-from dsmexp.train.preflight import preflight
 
 register_configs()
 
@@ -48,6 +50,8 @@ def available_cpus() -> int:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _app(cfg: DictConfig) -> str:
+    from dsmexp.train import trainer
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         return trainer.run(cfg, run_dir, threads=job_threads(cfg))
@@ -95,6 +99,8 @@ def check_single_run(argv: list[str]) -> None:
             sys.stderr.write(f"dsmexp: error: {err}\n")
             sys.exit(1)
         return
+    from dsmexp.train.preflight import preflight
+
     try:
         finished = preflight(cfg, run_dir, writable=True, hand_over=True)  # run() does not check again
     except DsmexpError as err:
@@ -106,12 +112,24 @@ def check_single_run(argv: list[str]) -> None:
         sys.exit(0)
 
 
+def _reads_configs_only(argv: list[str]) -> bool:
+    """True for help and shell completion, which train nothing."""
+    try:
+        args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return False  # a malformed command line: Hydra says what is wrong
+    return bool(args.help or args.hydra_help or args.shell_completion)
+
+
 def main() -> None:
     """Train one run (or a sweep with -m) in Hydra's output directory.
 
     Ctrl-C prints one line and exits 130: a run stops after the step in progress, with its metrics
     rows and a checkpoint written, so the same command resumes it."""
-    trainer.prepare_cpu()  # before torch starts its worker threads, so they inherit it
+    if not _reads_configs_only(sys.argv[1:]):
+        from dsmexp.train import trainer
+
+        trainer.prepare_cpu()  # before torch starts its worker threads, so they inherit it
     try:
         check_single_run(sys.argv[1:])
         _app()

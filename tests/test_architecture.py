@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,20 @@ def test_the_bottom_layers_and_the_scanned_plugin_import_neither_torch_nor_panda
             "print(heavy); sys.exit(bool(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_help_and_shell_completion_compose_configs_without_importing_torch():
+    """Each TAB runs `dsmexp -sc query=bash` anew: it composes the config (every schema registered) but
+    imports no training code, so it answers without torch's second of start-up."""
+    code = ("import sys\nfrom dsmexp import cli\nfrom dsmexp.config import compose\n"
+            "cfg = compose(['loss=ism', 'dataset=gmm'])\n"
+            "sys.argv = ['dsmexp', '-sc', 'query=bash']\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, cfg.loss.name)")
+    env = {**os.environ, "COMP_LINE": "dsmexp lo"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    completions, verdict = out.stdout.strip().splitlines()[-2:]
+    assert "loss=" in completions.split() and "logger=" in completions.split(), out.stdout
+    assert verdict == "False ism", out.stdout

@@ -4,6 +4,7 @@ and a built-in dataset from its YAML defaults (dsmexp.load_dataset)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -11,7 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from dsmexp.config.dataset import DATASET_SCHEMAS
 from dsmexp.config.store import CONF_DIR, register_configs
-from dsmexp.core.datasets import Dataset, build_dataset
+
+if TYPE_CHECKING:
+    from dsmexp.core.datasets import Dataset
 
 
 def compose(overrides: Sequence[str] = (), hydra_config: bool = False,
@@ -31,5 +34,8 @@ def load_dataset(name: str, seed: int = 0, **params: object) -> Dataset:
         raise ValueError(f"dataset={name}: must be one of {', '.join(DATASET_SCHEMAS)}")
     defaults = OmegaConf.load(f"{CONF_DIR}/dataset/{name}.yaml")
     defaults.pop("defaults", None)
+    # the core modules (torch) load when a dataset is built: --help and completion stay fast
+    from dsmexp.core.datasets import build_dataset
+
     cfg = OmegaConf.merge(OmegaConf.structured(DATASET_SCHEMAS[name]), defaults, params)
     return build_dataset(cfg, seed)

@@ -12,10 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
-
-from dsmexp.core.densities import BLOCK
 
 
 def _items(value: Any) -> list:
@@ -51,6 +48,9 @@ class DatasetConfig:
     @classmethod
     def geometry_bytes(cls, ds: DictConfig) -> tuple[str, float, dict[str, float]]:
         """(what, bytes, the dataset keys that size it) of the data's geometry and reference computation."""
+        # the core modules (torch) load at the first check: --help and completion stay fast
+        from dsmexp.core.densities import BLOCK
+
         return "the curve's basis and reference blocks", (4 * ds.dim + 4 * BLOCK) * 8, {}
 
 
@@ -121,6 +121,9 @@ class GaussianConfig(DatasetConfig):
         if not all(s > 0 for s in _items(ds.scale)):
             fail(f"dataset.scale={ds.scale}: must be > 0")
         if ds.cov is not None:
+            # torch loads at the first check: --help and completion stay fast
+            import torch
+
             cov = torch.tensor(OmegaConf.to_container(ds.cov), dtype=torch.float64)
             if cov.shape != (dim, dim):
                 fail(f"dataset.cov: must be a {dim} x {dim} list of lists")
@@ -188,6 +191,9 @@ class GMMConfig(DatasetConfig):
     @classmethod
     def geometry_bytes(cls, ds: DictConfig) -> tuple[str, float, dict[str, float]]:
         k, d = int(ds.components), int(ds.dim)
+        # the core modules (torch) load at the first check: --help and completion stay fast
+        from dsmexp.core.densities import BLOCK
+
         return ("the mixture's means and reference blocks", (k * d + 4 * max(BLOCK, k * d)) * 8,
                 {"dataset.components": k / 8})
 

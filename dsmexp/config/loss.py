@@ -7,11 +7,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from omegaconf import MISSING, DictConfig
 
 from dsmexp.config.dataset import data_extent
-from dsmexp.core.objectives.registry import OBJECTIVES
 
 
 @dataclass
@@ -22,6 +20,9 @@ class LossConfig:
 def check_loss(cfg: DictConfig, fail: Callable[..., None]) -> None:
     """The objective exists, has a meaning at this sigma, and its own keys (fd_eps) are in range."""
     name = cfg.loss.name
+    # the core modules (torch) load at the first check: --help and completion stay fast
+    from dsmexp.core.objectives.registry import OBJECTIVES
+
     if name not in OBJECTIVES:
         fail(f"loss={name}: must be one of {', '.join(OBJECTIVES)}")
     row = OBJECTIVES[name]
@@ -44,4 +45,7 @@ def fd_eps_range(cfg: DictConfig) -> tuple[float, float, float]:
     bound); above R the difference s(z+u) - s(z-u) spans the data instead of approximating J u.
     """
     radius = math.sqrt(int(cfg.dataset.get("dim", 2))) * data_extent(cfg.dataset, cfg.sigma)
+    # torch loads at the first check: --help and completion stay fast
+    import torch
+
     return math.sqrt(torch.finfo(getattr(torch, cfg.dtype)).eps) * radius, radius, radius

@@ -10,8 +10,6 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from dsmexp.core.networks import ACTIVATIONS
-
 
 @dataclass
 class MLPConfig:
@@ -30,6 +28,9 @@ class CustomModelConfig:
 
 
 def _check_mlp(model: DictConfig, fail: Callable[[str], None]) -> None:
+    # the core modules (torch) load at the first check: --help and completion stay fast
+    from dsmexp.core.networks import ACTIVATIONS
+
     if model.activation not in ACTIVATIONS:
         fail(f"model.activation={model.activation}: must be one of {', '.join(ACTIVATIONS)} "
              "(ISM differentiates the divergence, so the activation needs a second derivative)")

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING, DictConfig
 
-from dsmexp.core.optimizers import OPTIMIZERS
-
 
 @dataclass
 class OptimizerConfig:
@@ -21,6 +19,9 @@ class OptimizerConfig:
 
 
 def check_optimizer(opt: DictConfig, fail: Callable[[str], None]) -> None:
+    # the core modules (torch) load at the first check: --help and completion stay fast
+    from dsmexp.core.optimizers import OPTIMIZERS
+
     if opt.name not in OPTIMIZERS:
         fail(f"optimizer={opt.name}: must be one of {', '.join(OPTIMIZERS)}")
     if opt.lr <= 0:

@@ -11,8 +11,6 @@ from omegaconf import MISSING, DictConfig
 
 from dsmexp.config.loss import LossConfig
 from dsmexp.config.optimizer import OptimizerConfig
-from dsmexp.core.objectives.estimators import PROJECTIONS
-from dsmexp.core.objectives.fused import KERNELS
 
 PROFILE_NAME = re.compile(r"[A-Za-z0-9._=,+\[\]-]+")  # one path component (experiment/*.yaml)
 SIGMA_RANGE = (1e-15, 1e15)  # sigma^2 and 1/sigma^2 stay inside float32's range
@@ -52,6 +50,10 @@ class Config:
 
 def check_root(cfg: DictConfig, fail: Callable[[str], None]) -> None:
     """The top-level keys, in the order a reader meets them in conf/config.yaml."""
+    # the core modules (torch) load at the first check: --help and completion stay fast
+    from dsmexp.core.objectives.estimators import PROJECTIONS
+    from dsmexp.core.objectives.fused import KERNELS
+
     def check(ok: bool, message: str) -> None:
         if not ok:
             fail(message)
