@@ -1,6 +1,6 @@
 """dsmexp: train score models with ISM, DSM and DSM-S and compare them across noise scales.
 
-The Python API (load_metrics, load_runs, load_sweep_metrics, load_dataset, reference_score,
+The Python API (load_metrics, load_levels, load_runs, load_sweep_metrics, load_dataset, reference_score,
 reference_log_density, empirical_score) is imported on first use, so `import dsmexp.errors` (the Hydra
 plugin) pulls in neither torch nor pandas (docs/architecture.md, Layers).
 """
@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _API = {"empirical_score": "dsmexp.core.reference", "load_dataset": "dsmexp.config.compose",
         "reference_log_density": "dsmexp.api", "reference_score": "dsmexp.api",
         "load_metrics": "dsmexp.records.metrics_file", "load_runs": "dsmexp.records.tables",
+        "load_levels": "dsmexp.records.levels_file",
         "load_sweep_metrics": "dsmexp.records.tables"}
 __all__ = sorted(_API)
 

@@ -47,7 +47,7 @@ from dsmexp.train.trainer import CPU_CHUNK, CUDA_CHUNK, prepare_cpu
 
 SIGMA, N, HIDDEN, HIDDEN_3 = 0.01, 1000, [16, 32], [16, 32, 32]
 M_PAPER = 500
-LOSSES = tuple(OBJECTIVES)  # every objective of the registry, each trained alone
+LOSSES = tuple(n for n, o in OBJECTIVES.items() if not o.multiscale_only)  # each trained alone at one sigma
 SCALES = {"full": {"m": M_PAPER, "by_m": (1, 10, 100, 500), "by_d": (2, 8, 32, 128), "d_m": 50,
                    "by_loss_d": (2, 8, 32, 128, 512)},
           "smoke": {"m": 10, "by_m": (1, 10), "by_d": (2, 8), "d_m": 5, "by_loss_d": (2, 8)}}

@@ -17,6 +17,7 @@ from dsmexp.config.loss import check_loss
 from dsmexp.config.model import check_model
 from dsmexp.config.optimizer import check_optimizer
 from dsmexp.config.root import check_root
+from dsmexp.config.schedule import check_schedule
 from dsmexp.config.store import GROUP_SCHEMAS, group_schema, options_of
 from dsmexp.errors import ConfigError
 
@@ -37,6 +38,7 @@ def validate(cfg: DictConfig) -> None:
         fail(f"dataset={name}: must be one of {', '.join(DATASET_SCHEMAS)}")
     DATASET_SCHEMAS[name].check(cfg.dataset, fail)
     check_model(cfg.model, fail)
+    check_schedule(cfg, fail)
     check_loss(cfg, fail)
 
 

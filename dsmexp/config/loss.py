@@ -15,6 +15,7 @@ from dsmexp.config.dataset import data_extent
 @dataclass
 class LossConfig:
     name: str = MISSING
+    switch_sigma: float | None = None  # loss=hybrid: ISM below this sigma, DSM above
 
 
 def check_loss(cfg: DictConfig, fail: Callable[..., None]) -> None:

@@ -16,6 +16,11 @@ class MLPConfig:
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [16, 32])
     activation: str = "tanh"
+    # with a noise schedule (schedule.kind != none): the network also sees sigma (dsmexp/core/conditioning.py)
+    embedding: str = "log"  # log | fourier: how sigma enters
+    fourier_features: int = 16
+    scale_output: bool = False  # divide the output by sigma (parametrization=score)
+    parametrization: str = "score"  # score | noise | data
 
 
 @dataclass
@@ -25,6 +30,7 @@ class CustomModelConfig:
     name: str = "custom"
     target: str = MISSING
     kwargs: dict[str, Any] = field(default_factory=dict)
+    parametrization: str = "score"  # with a schedule, forward(z, sigma (n, 1)): score | noise | data
 
 
 def _check_mlp(model: DictConfig, fail: Callable[[str], None]) -> None:

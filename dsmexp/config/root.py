@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
 from dsmexp.config.loss import LossConfig
 from dsmexp.config.optimizer import OptimizerConfig
+from dsmexp.config.schedule import ScheduleConfig
 
 PROFILE_NAME = re.compile(r"[A-Za-z0-9._=,+\[\]-]+")  # one path component (experiment/*.yaml)
 SIGMA_RANGE = (1e-15, 1e15)  # sigma^2 and 1/sigma^2 stay inside float32's range
@@ -26,6 +27,9 @@ class Config:
     model: Any = MISSING
     optimizer: OptimizerConfig = MISSING
     sigma: float = 0.01
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    weighting: str = "sigma2"
+    sigma_data: float = 0.5
     noise_samples: int = 100
     projections: int = 1
     projection: str = "rademacher"

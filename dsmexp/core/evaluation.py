@@ -67,3 +67,51 @@ class HeldOut:
         values = {k: 0.5 * ((points[k] - self.refs[k]) ** 2).sum(1).mean() for k in points}
         values |= {rel: values[k] / self.ref_power[k] for rel, k in RELATIVE.items()}
         return torch.stack([values[k] for k in EVAL_METRICS])
+
+
+LEVEL_EVAL = ("esm", "esm_rel", "esm_data", "esm_data_rel")  # per level of a multi-scale run
+
+
+class LevelsHeldOut:
+    """For a noise-conditional model: a held-out x ~ p_data, one eps, and at every level sigma_l of the
+    schedule z_l = x + sigma_l eps with the exact score of q_sigma_l there, and the data score at x.
+    esm at level l compares s(z_l, sigma_l) with grad log q_sigma_l (the true score-matching loss of that
+    level); esm_data compares s(x, sigma_l) with grad log p_data."""
+
+    def __init__(self, dataset: Dataset, sigmas: Tensor, n: int, seed: int, device: torch.device,
+                 dtype: torch.dtype) -> None:
+        started = time.perf_counter()
+        data_seed, noise_seed = np.random.SeedSequence(seed).generate_state(2)
+        x = dataset.sample(n, int(data_seed))
+        noise = np.random.default_rng(noise_seed).standard_normal(x.shape)
+        self.sigmas = [float(s) for s in sigmas]
+        zs = [x + s * noise for s in self.sigmas]
+        refs = [_or_nan(lambda z=z, s=s: reference_score(dataset, z, s), z.shape, f"esm at sigma={s:g}")
+                for z, s in zip(zs, self.sigmas)]
+        data_ref = _or_nan(lambda: reference_score(dataset, x, 0.0), x.shape, "esm_data")
+        as_tensor = lambda a, t=dtype: torch.as_tensor(a, dtype=t, device=device)  # noqa: E731
+        self.x, self.z = as_tensor(x), torch.stack([as_tensor(z) for z in zs])
+        self.refs = torch.stack([as_tensor(r, torch.float64) for r in refs])  # (L, n, d)
+        self.data_ref = as_tensor(data_ref, torch.float64)
+        self.ref_power = (self.refs ** 2).sum(2).mean(1)  # (L,)
+        self.data_power = (self.data_ref ** 2).sum(1).mean()
+        self.setup_seconds = time.perf_counter() - started
+
+    @torch.no_grad()
+    def esm(self, model) -> Tensor:
+        """(L, LEVEL_EVAL) float64 on the model's device, without a host sync."""
+        rows = []
+        for level, sigma in enumerate(self.sigmas):
+            scale = torch.full((len(self.x),), sigma, dtype=self.x.dtype, device=self.x.device)
+            s_z, s_x = model(self.z[level], scale).double(), model(self.x, scale).double()
+            esm = 0.5 * ((s_z - self.refs[level]) ** 2).sum(1).mean()
+            esm_data = 0.5 * ((s_x - self.data_ref) ** 2).sum(1).mean()
+            rows.append(torch.stack([esm, esm / self.ref_power[level], esm_data, esm_data / self.data_power]))
+        return torch.stack(rows)
+
+    def metrics(self, table: Tensor) -> Tensor:
+        """EVAL_METRICS for metrics.csv from the level table: the values at the smallest level (where a
+        sampler ends and where the paper finds DSM breaking); esm_emp is not computed (NaN)."""
+        first = dict(zip(LEVEL_EVAL, table[0]))
+        nan = torch.full((), math.nan, dtype=torch.float64, device=table.device)
+        return torch.stack([first.get(k, nan) for k in EVAL_METRICS])

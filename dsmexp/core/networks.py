@@ -92,12 +92,14 @@ class CustomModelError(ValueError):
     """A model=custom setting that cannot give a score network (one line naming model.target)."""
 
 
-def build_custom(target: str, kwargs: dict, dim: int, check: bool = False) -> nn.Module:
+def build_custom(target: str, kwargs: dict, dim: int, check: bool = False,
+                 conditional: bool = False) -> nn.Module:
     """target(**kwargs) for a dotted path `package.module.Class` to a torch nn.Module subclass.
 
     `dim` is passed as the keyword `dim` when the constructor takes one and kwargs does not set it.
     check=True also requires a trainable parameter and calls the module on a few points and on subsets
-    of them (odd sizes, a single point): each must give (n, dim) scores, row by row the same.
+    of them (odd sizes, a single point): each must give (n, dim) scores, row by row the same. A
+    conditional module (trained across a noise schedule) is called as module(z (n, d), sigma (n, 1)).
     """
     module_name, _, attr = target.rpartition(".")
     if not module_name:
@@ -120,7 +122,7 @@ def build_custom(target: str, kwargs: dict, dim: int, check: bool = False) -> nn
         raise CustomModelError(f"model.target={target}: building it with model.kwargs={kwargs} failed "
                                f"({type(err).__name__}: {err})".splitlines()[0]) from None
     if check:
-        _check_output(model, target, dim)
+        _check_output(model, target, dim, conditional)
     return model
 
 
@@ -128,18 +130,18 @@ PROBE_POINTS = 9  # the batch the config check calls a custom model on
 PROBE_SUBSETS = (3, 7, 1)  # its leading rows, called alone: odd sizes and a single point
 
 
-def _check_output(model: nn.Module, target: str, dim: int) -> None:
+def _check_output(model: nn.Module, target: str, dim: int, conditional: bool = False) -> None:
     """A custom model must have a trainable parameter, map (n, d) to (n, d) for any n, and give each
     point a score that depends on that point alone (the objectives call it on chunks of points)."""
     if not any(p.requires_grad for p in model.parameters()):
         raise CustomModelError(f"model.target={target}: has no trainable parameters; a score model needs "
                                "at least one for the optimiser to train")
     points = torch.randn(PROBE_POINTS, dim, generator=torch.Generator().manual_seed(0))
-    first = _probe(model, points[:PROBE_SUBSETS[0]], target)
-    full = _probe(model, points, target)
+    first = _probe(model, points[:PROBE_SUBSETS[0]], target, conditional)
+    full = _probe(model, points, target, conditional)
     scale = 1 + float(full.nan_to_num(0, 0, 0).abs().max())
     for n in PROBE_SUBSETS:
-        part = first if n == PROBE_SUBSETS[0] else _probe(model, points[:n], target)
+        part = first if n == PROBE_SUBSETS[0] else _probe(model, points[:n], target, conditional)
         if not torch.allclose(part, full[:n], rtol=1e-4, atol=1e-4 * scale, equal_nan=True):
             raise CustomModelError(
                 f"model.target={target}: the score of a point changes with the other points it is called "
@@ -148,12 +150,13 @@ def _check_output(model: nn.Module, target: str, dim: int) -> None:
                 "the model on chunks of points, so each score must depend on its own point only")
 
 
-def _probe(model: nn.Module, points: Tensor, target: str) -> Tensor:
-    """model(points) as float64, or CustomModelError when it raises or gives another shape than points."""
+def _probe(model: nn.Module, points: Tensor, target: str, conditional: bool = False) -> Tensor:
+    """model(points) (and sigma = 0.1 for a conditional one) as float64, or CustomModelError when it
+    raises or gives another shape than points."""
     n, dim = points.shape
     try:
         with torch.no_grad():
-            out = model(points)
+            out = model(points, torch.full((n, 1), 0.1)) if conditional else model(points)
     except Exception as err:
         raise CustomModelError(f"model.target={target}: calling it on ({n}, {dim}) points failed "
                                f"({type(err).__name__}: {err})".splitlines()[0]) from None
@@ -172,3 +175,4 @@ MODELS = {"mlp": lambda cfg, dim: ScoreMLP(dim, list(cfg.hidden), cfg.activation
 def build_model(cfg, dim: int) -> nn.Module:
     """The score network a run's model config asks for: ScoreMLP, or any nn.Module (model=custom)."""
     return MODELS[cfg.name](cfg, dim)
+

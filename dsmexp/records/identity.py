@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from dsmexp.config.dataset import DATASET_SCHEMAS
 from dsmexp.config.root import Config
-from dsmexp.config.store import GROUP_SCHEMAS
+from dsmexp.config.schedule import ScheduleConfig
+from dsmexp.config.store import GROUP_SCHEMAS, group_schema
 from dsmexp.errors import ConfigError
 from dsmexp.records import artifacts
 from dsmexp.safe_io import unreadable
@@ -53,7 +53,7 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> dict | None:
         stored, what = (state["config"] if state else None), "checkpoint.pt"
     if stored is None:
         return None
-    stored = _with_dataset_defaults({k: v for k, v in stored.items() if k not in NON_RESULT_KEYS})
+    stored = _with_schema_defaults({k: v for k, v in stored.items() if k not in NON_RESULT_KEYS})
     current = result_config(cfg)
     defaults = _schema_defaults()
     # a key the stored run predates counts as its default value (runs stay valid as the schema grows)
@@ -66,13 +66,17 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> dict | None:
     return summary if summary is not None and summary["status"] in artifacts.FINISHED else None
 
 
-def _with_dataset_defaults(stored: dict) -> dict:
-    """A stored config whose dataset group predates a dataset key gets that key's schema default."""
-    dataset = stored.get("dataset")
-    if not isinstance(dataset, dict) or dataset.get("name") not in DATASET_SCHEMAS:
-        return stored
-    defaults = OmegaConf.to_container(OmegaConf.structured(DATASET_SCHEMAS[dataset["name"]]))
-    return stored | {"dataset": defaults | dataset}
+def _with_schema_defaults(stored: dict) -> dict:
+    """A stored config whose groups or nodes predate a key get that key's schema default (the dataset's,
+    the model's and the loss's options; the schedule node), so runs stay valid as the schemas grow."""
+    out = dict(stored)
+    for group in ("dataset", "model", "loss", "optimizer"):
+        node = out.get(group)
+        schema = group_schema(group, node.get("name")) if isinstance(node, dict) else None
+        if schema is not None:
+            out[group] = OmegaConf.to_container(OmegaConf.structured(schema)) | node
+    out["schedule"] = OmegaConf.to_container(OmegaConf.structured(ScheduleConfig)) | out.get("schedule", {})
+    return out
 
 
 def _schema_defaults() -> dict:

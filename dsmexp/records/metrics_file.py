@@ -163,24 +163,26 @@ def rows_before(path: Path, first_step: int) -> tuple[list[list[float]], str | N
 
 
 class MetricsWriter:
-    """Appends rows to metrics.csv as training goes. It starts from `kept` (the rows a resume keeps,
-    from rows_before), rewriting the file atomically; sync() makes the rows so far durable."""
+    """Appends rows to metrics.csv (or another table of numbers: `columns`, the first `ints` of them
+    integers) as training goes. It starts from `kept` (the rows a resume keeps, from rows_before),
+    rewriting the file atomically; sync() makes the rows so far durable."""
 
-    def __init__(self, path: Path, kept: list[list[float]] | None = None) -> None:
-        self.path = path
+    def __init__(self, path: Path, kept: list[list[float]] | None = None,
+                 columns: Sequence[str] = COLUMNS, ints: int = 1) -> None:
+        self.path, self.ints = path, ints
 
         def write(tmp: Path) -> None:
             with tmp.open("w", newline="") as f:
-                csv.writer(f).writerow(COLUMNS)
+                csv.writer(f).writerow(columns)
                 self._write_rows(f, kept or [])
         replace_atomically(path, write)
         self._file = open_append(path, newline="")
 
-    @staticmethod
-    def _write_rows(f: Any, rows: Iterable[Sequence[float]]) -> None:
+    def _write_rows(self, f: Any, rows: Iterable[Sequence[float]]) -> None:
         writer = csv.writer(f)
+        k = self.ints
         for row in rows:
-            writer.writerow([int(row[0]), *(repr(float(v)) for v in row[1:])])
+            writer.writerow([*(int(v) for v in row[:k]), *(repr(float(v)) for v in row[k:])])
 
     def write(self, rows: Iterable[Sequence[float]]) -> None:
         try:

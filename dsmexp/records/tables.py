@@ -32,7 +32,8 @@ RUNS_FILE = "runs.csv"
 
 def typed_frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
     """Records as a DataFrame, a missing value as NaN (as pd.read_csv gives it), integer columns kept
-    integers where some rows have no value (pandas' nullable Int64), so runs.csv writes 30, not 30.0."""
+    integers where some rows have no value (pandas' nullable Int64), so runs.csv writes 30, not 30.0, and
+    the table reads back from runs.csv the same."""
     table = pd.DataFrame(rows, columns=columns, dtype=object)
     for name in table.columns:
         kind = pd.api.types.infer_dtype(table[name], skipna=True)
@@ -40,8 +41,8 @@ def typed_frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFr
             table[name] = table[name].astype("Int64")
         elif kind in ("floating", "mixed-integer-float", "empty"):
             table[name] = table[name].astype("float64")
-        elif kind == "boolean":
-            table[name] = table[name].astype("boolean")
+        elif kind == "boolean" and table[name].notna().all():
+            table[name] = table[name].astype(bool)  # with a missing value: True/False/NaN, as read_csv has it
         else:
             table[name] = table[name].where(table[name].notna(), math.nan)
     return table

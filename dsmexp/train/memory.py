@@ -75,6 +75,9 @@ def estimate(cfg: DictConfig, custom_params: int | None = None) -> list[Tensors]
     n, d = int(ds.n_samples), int(ds.get("dim", 2))
     noisy = cfg.sigma > 0
     m = int(cfg.noise_samples) if noisy else 1
+    if cfg.schedule.kind != "none":  # a multi-scale run: always noisy, sampling=all takes every level
+        m = int(cfg.noise_samples) * (int(cfg.schedule.levels) if cfg.schedule.sampling == "all" else 1)
+        noisy = True
     points = n * m
     cuda = _device(cfg) == "cuda"
     chunk = int(cfg.chunk_size or (CUDA_CHUNK if cuda else CPU_CHUNK))

@@ -62,7 +62,8 @@ def check_machine(cfg: DictConfig) -> None:
         raise ConfigError(problem)
     custom_params = None
     if cfg.model.name == "custom":
-        custom_params = probe_custom_model(cfg.model, int(cfg.dataset.get("dim", 2)))
+        custom_params = probe_custom_model(cfg.model, int(cfg.dataset.get("dim", 2)),
+                                           conditional=cfg.schedule.kind != "none")
     memory_check(cfg, custom_params)  # the machine's memory, before anything is allocated
     if cfg.kernel != "torch" and fused.not_applicable(cfg) is None:
         problem = fused_build.cache_problem()
@@ -72,11 +73,12 @@ def check_machine(cfg: DictConfig) -> None:
         fused.choose(cfg)  # builds it if needed; ConfigError when it cannot run
 
 
-def probe_custom_model(model: DictConfig, dim: int) -> int:
+def probe_custom_model(model: DictConfig, dim: int, conditional: bool = False) -> int:
     """Import, build and call the user's module once on a few points: one line for each way it fails.
     Returns its number of parameters."""
     try:
-        module = build_custom(model.target, OmegaConf.to_container(model.kwargs), dim, check=True)
+        module = build_custom(model.target, OmegaConf.to_container(model.kwargs), dim, check=True,
+                              conditional=conditional)
     except CustomModelError as err:
         raise ConfigError(str(err)) from None
     return sum(p.numel() for p in module.parameters())

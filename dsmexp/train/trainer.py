@@ -1,5 +1,7 @@
 """One run: full-batch training with fresh noise every step, every section-4 term logged, checkpoints,
-resume from the last checkpoint, and a summary. Diverging is a result; raising is a failure."""
+resume from the last checkpoint, and a summary. Diverging is a result; raising is a failure. A run across
+a noise schedule (schedule.kind != none) trains a noise-conditional model; its step is multiscale.py's
+and it also writes levels.csv."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dsmexp import safe_io
+from dsmexp.config.schedule import multiscale
+from dsmexp.core.conditioning import build_conditional
 from dsmexp.core.datasets import build_dataset
 from dsmexp.core.evaluation import EVAL_METRICS, HeldOut
 from dsmexp.core.kernels.select import make_kernel
@@ -30,9 +34,11 @@ from dsmexp.core.reference import ReferenceUnavailable, reference_score
 from dsmexp.errors import RunFileError
 from dsmexp.records import artifacts, metrics_file
 from dsmexp.records.identity import check_existing_run, result_config
+from dsmexp.records.levels_file import levels_before, levels_writer
 from dsmexp.records.runlock import RunLock
 from dsmexp.safe_io import shown_path
 from dsmexp.train.interrupt import Interrupted, sigint_between_steps
+from dsmexp.train.multiscale import ScheduleStep
 from dsmexp.train.preflight import preflight
 from dsmexp.train.summary import device_name, write_summary
 from dsmexp.train.tracking import Tracker
@@ -127,17 +133,32 @@ class Trainer:
         data = self.dataset.sample(self.dataset.n_samples, self.seeds.data)
         self.x = torch.as_tensor(data, dtype=self.dtype, device=self.device)
         torch.manual_seed(self.seeds.init)
-        self.model = build_model(cfg.model, self.dataset.dim)
+        self.multiscale = multiscale(cfg)
+        build = build_conditional if self.multiscale else build_model
+        self.model = build(cfg.model, self.dataset.dim)
         self.model.to(device=self.device, dtype=self.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.noise = torch.Generator(device=self.device)
         self.noise.manual_seed(self.seeds.noise)
-        self.kernel, why = fused.choose(cfg)
+        if self.multiscale:
+            self.kernel, why = "torch", f"schedule.kind={cfg.schedule.kind}: the noise-conditional kernel"
+        else:
+            self.kernel, why = fused.choose(cfg)
         log.info("kernel: %s (%s)", self.kernel, why)
         self.fused = fused.FusedKernel(self.model) if self.kernel == "fused" else None
-        self.torch_kernel = make_kernel(self.model, compile=cfg.compile) if self.fused is None else None
-        self.held_out = HeldOut(self.dataset, data, cfg.sigma, cfg.eval_samples, self.seeds.eval,
-                                self.device, self.dtype)
+        self.torch_kernel = None
+        self.schedule_step: ScheduleStep | None = None
+        if self.multiscale:
+            self.schedule_step = ScheduleStep(cfg, self.model, self.dataset, self.seeds.eval, self.device,
+                                              self.dtype)
+            self.setup_seconds = self.schedule_step.held_out.setup_seconds
+        else:
+            self.torch_kernel = make_kernel(self.model, compile=cfg.compile) if self.fused is None else None
+            self.held_out = HeldOut(self.dataset, data, cfg.sigma, cfg.eval_samples, self.seeds.eval,
+                                    self.device, self.dtype)
+            self.setup_seconds = self.held_out.setup_seconds
+        self.kept_levels: list[list[float]] = []
+        self.levels_writer: metrics_file.MetricsWriter | None = None
         self.no_eval = torch.full((len(EVAL_METRICS),), math.nan, dtype=torch.float64, device=self.device)
         self.chunk = cfg.chunk_size or (CUDA_CHUNK if self.device.type == "cuda" else CPU_CHUNK)
         self.steps_done, self.elapsed = 0, 0.0
@@ -161,17 +182,24 @@ class Trainer:
         """
         kept = self._resume()
         cfg = self.cfg
-        log.info("%s: loss=%s sigma=%g dataset=%s N=%d M=%d steps=%d on %s", self.run_dir, cfg.loss.name,
-                 cfg.sigma, cfg.dataset.name, len(self.x), cfg.noise_samples if cfg.sigma > 0 else 1,
-                 cfg.steps, device_name(self.device))
+        log.info("%s: loss=%s %s dataset=%s N=%d M=%d steps=%d on %s", self.run_dir, cfg.loss.name,
+                 self._noise_text(), cfg.dataset.name, len(self.x),
+                 cfg.noise_samples if cfg.sigma > 0 or self.multiscale else 1, cfg.steps,
+                 device_name(self.device))
         log.info("held-out sample of %d points and its reference scores ready in %.2f s",
-                 cfg.eval_samples, self.held_out.setup_seconds)
+                 cfg.eval_samples, self.setup_seconds)
         self.tracker = Tracker.start(cfg.logger, self.run_dir, result_config(cfg), metrics_file.COLUMNS,
                                      self.steps_done)
-        with metrics_file.MetricsWriter(self.metrics_path, kept) as writer:
-            with logging_redirect_tqdm():
-                self._loop(writer)
-            writer.sync()
+        if self.multiscale:
+            self.levels_writer = levels_writer(self.run_dir, self.kept_levels)
+        try:
+            with metrics_file.MetricsWriter(self.metrics_path, kept) as writer:
+                with logging_redirect_tqdm():
+                    self._loop(writer)
+                self._sync(writer)
+        finally:
+            if self.levels_writer is not None:
+                self.levels_writer.close()
         if self.diverged_step is not None:
             log.warning("diverged at step %d: loss or gradient is not finite", self.diverged_step)
             self.write_summary("diverged")
@@ -185,9 +213,25 @@ class Trainer:
         log.info("completed %d steps in %.1f s: %s", self.steps_done, self.elapsed,
                  _values(row, [*objective(cfg.loss.name).reported, "esm", "esm_data"]))
         where = shown_path(self.run_dir)
-        log.info("results in %s (metrics.csv, summary.json%s); dsmexp.load_metrics(%r) reads every step",
-                 where, ", score_field.npz" if self.dataset.dim == 2 else "", where)
+        files = ["metrics.csv", *(["levels.csv"] if self.multiscale else []), "summary.json",
+                 *(["score_field.npz"] if self.dataset.dim == 2 else [])]
+        log.info("results in %s (%s); dsmexp.load_metrics(%r) reads every step", where, ", ".join(files),
+                 where)
         return "completed"
+
+    def _noise_text(self) -> str:
+        cfg = self.cfg
+        if not self.multiscale:
+            return f"sigma={cfg.sigma:g}"
+        s = cfg.schedule
+        return (f"schedule={s.kind} levels={s.levels} sigma={s.sigma_min:g}..{s.sigma_max:g} "
+                f"sampling={s.sampling} weighting={cfg.weighting}")
+
+    def _sync(self, writer: metrics_file.MetricsWriter) -> None:
+        """The rows so far on disk (metrics.csv, and levels.csv of a multi-scale run)."""
+        writer.sync()
+        if self.levels_writer is not None:
+            self.levels_writer.sync()
 
     def _resume(self) -> list[list[float]]:
         """Load the checkpoint, if any; return the metrics rows it accounts for (steps 0..K-1).
@@ -199,8 +243,12 @@ class Trainer:
         if state is None:
             return []
         kept, gap = metrics_file.rows_before(self.metrics_path, state["steps_done"])
+        if gap is None and self.schedule_step is not None:
+            levels = self.schedule_step.levels
+            self.kept_levels, gap = levels_before(self.run_dir, state["steps_done"], levels)
         if gap is not None:
             log.warning("%s; training again from step 0", gap)
+            self.kept_levels = []
             return []
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -237,7 +285,9 @@ class Trainer:
         clock = time.perf_counter() - self.elapsed
         self._progress_start = (self.steps_done, time.monotonic())
         self._next_progress = time.monotonic() + PROGRESS_EVERY_S
-        bar = tqdm(total=cfg.steps, initial=self.steps_done, desc=f"{cfg.loss.name} sigma={cfg.sigma:g}",
+        noise = f"schedule={cfg.schedule.kind}" if self.multiscale else f"sigma={cfg.sigma:g}"
+        desc = f"{cfg.loss.name} {noise}"
+        bar = tqdm(total=cfg.steps, initial=self.steps_done, desc=desc,
                    unit="step", disable=None, dynamic_ncols=True)
         with bar, sigint_between_steps() as interrupted:
             for step in range(self.steps_done, cfg.steps):
@@ -252,7 +302,7 @@ class Trainer:
                     if self.diverged_step is not None:
                         return
                     if ((step + 1) % cfg.checkpoint_every == 0 or stop) and not last:
-                        writer.sync()  # the rows a checkpoint counts are on disk before it is
+                        self._sync(writer)  # the rows a checkpoint counts are on disk before it is
                         self._save_checkpoint()
                     if stop:
                         log.info("interrupted after %d steps; checkpoint.pt and metrics.csv hold them",
@@ -266,6 +316,13 @@ class Trainer:
     def _step(self, step: int) -> torch.Tensor:
         """One optimisation step; returns the metrics (METRICS, then EVAL_METRICS) before the update."""
         cfg = self.cfg
+        evaluate = step + 1 == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
+        if self.schedule_step is not None:
+            row, grad = self.schedule_step.step(self.x, self.noise, step, evaluate, self.chunk)
+            for p, g in zip(self.model.parameters(), grad):
+                p.grad = g
+            self.optimizer.step()
+            return row
         eps = None
         if cfg.sigma > 0:  # drawn feature-major, (d, M, N), and viewed as (M, N, d): no copies later
             shape = (self.x.shape[1], cfg.noise_samples, self.x.shape[0])
@@ -282,7 +339,6 @@ class Trainer:
         else:
             terms = step_terms(self.torch_kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics,
                                self.chunk, v=v, fd_eps=cfg.fd_eps, trained_only=trained_only)
-        evaluate = step + 1 == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
         esm = self.held_out.esm(self.model) if evaluate else self.no_eval
         for p, g in zip(self.model.parameters(), terms.grad):
             p.grad = g
@@ -294,13 +350,18 @@ class Trainer:
         tracker, stop at the first non-finite one."""
         values = torch.stack([m for _, m, _ in pending]).cpu().tolist()
         watched = [METRICS.index("loss"), METRICS.index(objective(self.cfg.loss.name).grad_norm_column)]
-        rows = []
+        rows, level_rows = [], []
         for (step, _, elapsed), vals in zip(pending, values):
+            if self.schedule_step is not None:
+                vals, block = ScheduleStep.split(vals, len(metrics_file.COLUMNS) - 2)
+                level_rows.extend(block)
             rows.append([step, *vals, elapsed])
             if not all(math.isfinite(vals[i]) for i in watched):
                 self.diverged_step = step
                 break
         writer.write(rows)
+        if self.levels_writer is not None:
+            self.levels_writer.write(level_rows)
         self.tracker.log_rows(rows)
         self.last_row = dict(zip(metrics_file.COLUMNS, rows[-1]))
         self.steps_done = rows[-1][0] + 1
@@ -328,11 +389,14 @@ class Trainer:
         xx, yy = np.meshgrid(grid_x, grid_y, indexing="xy")
         grid = np.stack([xx.ravel(), yy.ravel()], 1)
         shape = (len(grid_y), len(grid_x), 2)
+        sigma = self.cfg.schedule.sigma_min if self.multiscale else self.cfg.sigma  # the smallest level's
         with torch.no_grad():
             points = torch.as_tensor(grid, dtype=self.dtype, device=self.device)
-            score = self.model(points).cpu().double().numpy().reshape(shape)
+            scales = torch.full((len(grid),), sigma, dtype=self.dtype, device=self.device)
+            args = (scales,) if self.multiscale else ()
+            score = self.model(points, *args).cpu().double().numpy().reshape(shape)
         try:
-            reference = reference_score(self.dataset, grid, self.cfg.sigma).reshape(shape)
+            reference = reference_score(self.dataset, grid, sigma).reshape(shape)
         except ReferenceUnavailable:
             reference = np.full(shape, math.nan)
         artifacts.save_score_field(self.run_dir / artifacts.FIELD_FILE, dict(

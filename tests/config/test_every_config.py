@@ -23,7 +23,8 @@ from dsmexp.errors import ConfigError
 CONF = Path(CONF_DIR)
 GROUPS = ("dataset", "loss", "model", "optimizer", "logger")
 NEEDS = {("model", "custom"): ["model.target=tests.user_modules.ResidualMLP"],  # model=custom names a module
-         ("loss", "dsm"): [], ("loss", "dsm_s"): []}
+         ("loss", "dsm"): [], ("loss", "dsm_s"): [],
+         ("loss", "hybrid"): ["experiment=multiscale"]}  # hybrid trains across a noise schedule only
 
 
 def options(group: str) -> list[str]:

@@ -48,6 +48,8 @@ def not_applicable(cfg: Any) -> str | None:
         return f"device={device}: the fused kernel runs on the CPU"
     if cfg.dtype != "float32":
         return f"dtype={cfg.dtype}: the fused kernel computes in float32"
+    if cfg.get("schedule", {}).get("kind", "none") != "none":
+        return f"schedule.kind={cfg.schedule.kind}: the fused kernel computes one-sigma models"
     if cfg.diagnostics_every == 0:
         return "diagnostics_every=0: the trained objective alone runs on the torch path"
     if not objective(cfg.loss.name).fused_ok:

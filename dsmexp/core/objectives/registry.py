@@ -29,7 +29,8 @@ class Objective:
     needs_noise: it has no meaning at sigma = 0 (DSM's target is -eps/sigma); fused_ok: the fused C++
     kernel computes it; terms: an estimator's term function (kernel, z, v, fd_eps) -> EstimatorChunk,
     None for the exact objectives; points_per_projection: network evaluations per point and projection
-    (the estimators' sub-chunking); keys: the settings it alone reads.
+    (the estimators' sub-chunking); keys: the settings it alone reads; multiscale: it trains a
+    noise-conditional model across a schedule too (levels.multiscale_terms), multiscale_only: only there.
     """
 
     name: str
@@ -45,6 +46,8 @@ class Objective:
     marker: str = "o"
     long_label: str = ""
     reported: tuple[str, ...] = ()  # what a run's progress and last lines show, the trained value first
+    multiscale: bool = False
+    multiscale_only: bool = False
 
     @property
     def estimator(self) -> bool:
@@ -70,18 +73,22 @@ _SLICED_KEYS = ("projections", "projection")
 _EST_REPORTED = ("loss_est", "fit_est", "fit_ism")
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("ism", "ISM", "ism", "loss_ism", fused_ok=True, colour=ISM_COLOUR, marker="o",
-              long_label="exact ISM", reported=("loss_ism", "fit_ism", "fit_dsm")),
+              long_label="exact ISM", reported=("loss_ism", "fit_ism", "fit_dsm"), multiscale=True),
     # DSM's value is mostly its constant E|eps|^2 / (2 sigma^2): its lines show DSM-S, the part that moves
     Objective("dsm", "DSM", "dsm", "loss_dsm", needs_noise=True, fused_ok=True, colour=DSM_COLOUR,
-              marker="x", reported=("loss_dsm_s", "fit_dsm", "fit_ism", "const_dsm")),
+              marker="x", reported=("loss_dsm_s", "fit_dsm", "fit_ism", "const_dsm"), multiscale=True),
     Objective("dsm_s", "DSM-S", "dsm", "loss_dsm_s", needs_noise=True, fused_ok=True, colour=DSM_COLOUR,
-              marker="v", reported=("loss_dsm_s", "fit_dsm", "fit_ism")),
+              marker="v", reported=("loss_dsm_s", "fit_dsm", "fit_ism"), multiscale=True),
     Objective("ssm", "SSM", "est", "loss_est", terms=ssm_terms, keys=_SLICED_KEYS, colour="#2ca02c",
               marker="^", reported=_EST_REPORTED),
     Objective("ssm_vr", "SSM-VR", "est", "loss_est", terms=ssm_vr_terms, keys=_SLICED_KEYS, colour="#9467bd",
-              marker="s", reported=_EST_REPORTED),
+              marker="s", reported=_EST_REPORTED, multiscale=True),
     Objective("fd_ssm", "FD-SSM", "est", "loss_est", terms=fd_ssm_terms, points_per_projection=2,
               keys=(*_SLICED_KEYS, "fd_eps"), colour="#8c564b", marker="D", reported=_EST_REPORTED),
+    # ISM's div s below loss.switch_sigma, DSM's <s, eps>/sigma above: in the *_est columns
+    Objective("hybrid", "hybrid", "est", "loss_est", needs_noise=True, keys=("loss.switch_sigma",),
+              colour="#d62728", marker="P", long_label="hybrid ISM/DSM", reported=_EST_REPORTED,
+              multiscale=True, multiscale_only=True),
 )}
 
 

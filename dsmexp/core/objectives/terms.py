@@ -128,9 +128,9 @@ def _square(t: Tensor) -> Tensor:
 def assemble(sums: StepSums | None, est_sums: EstimatorSums | None, g_ism: list[Tensor] | None,
               g_dsm: list[Tensor] | None, g_est: list[Tensor] | None, loss: str, like: Tensor) -> Tensor:
     """The METRICS vector from the step's sums and gradients (NaN for whatever was not computed)."""
-    nan = torch.full((), math.nan, dtype=torch.float64, device=like.device)
     values = {}
     if sums is not None:
+        nan = torch.full((), math.nan, dtype=torch.float64, device=like.device)
         means = sums.means() | sums.standard_errors()
         norm = means["norm"]
         values = {key: means.get(key, nan) for key in ("norm", "fit_ism", "fit_dsm", "const_dsm", "loss_dsm",
@@ -139,12 +139,21 @@ def assemble(sums: StepSums | None, est_sums: EstimatorSums | None, g_ism: list[
         values["loss_dsm_s"] = norm + values["fit_dsm"]
     if est_sums is not None:
         values |= est_sums.means()
+    return metrics_vector(values, g_ism, g_dsm, g_est, objective(loss).loss_column, like)
+
+
+def metrics_vector(values: dict[str, Tensor], g_ism: list[Tensor] | None, g_dsm: list[Tensor] | None,
+                   g_est: list[Tensor] | None, loss_column: str, like: Tensor) -> Tensor:
+    """METRICS in order from the step's values, its gradients' norms and cosines, and `loss` (the value
+    of loss_column); NaN for whatever was not computed."""
+    nan = torch.full((), math.nan, dtype=torch.float64, device=like.device)
+    values = dict(values)
     flat = {name: _flatten(g) for name, g in (("ism", g_ism), ("dsm", g_dsm), ("est", g_est))}
     for name, f in flat.items():
         values[f"grad_norm_{name}"] = f.norm() if f is not None else nan
     values["grad_cos"] = _cosine(flat["ism"], flat["dsm"], nan)
     values["grad_cos_est"] = _cosine(flat["est"], flat["ism"], nan)
-    values["loss"] = values[objective(loss).loss_column]
+    values["loss"] = values.get(loss_column, nan)
     return torch.stack([values.get(name, nan) for name in METRICS])
 
 
