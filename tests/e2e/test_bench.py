@@ -29,7 +29,7 @@ def test_bench_smoke_writes_every_key(tmp_path):
     assert set(result["ms_by_M"]) == {"1", "10"} and set(result["ms_by_d"]) == {"2", "8"}
     for key in ("ms_by_loss_d", "ms_by_loss_d_3layer"):
         table = result[key]
-        assert set(table) == {n for n, o in OBJECTIVES.items() if not o.multiscale_only}  # every one-sigma objective
+        assert set(table) == {n for n, o in OBJECTIVES.items() if not o.multiscale_only}  # one-sigma ones
         assert all(set(row) == {"2", "8"} and min(row.values()) > 0 for row in table.values())
     assert result["speed_checks"]["d"] == 8 and result["speed_checks"]["ism_over_dsm_s"] > 0
     assert "speed-up vs naive" in proc.stdout
