@@ -49,8 +49,9 @@ SIGMA, N, HIDDEN, HIDDEN_3 = 0.01, 1000, [16, 32], [16, 32, 32]
 M_PAPER = 500
 LOSSES = tuple(n for n, o in OBJECTIVES.items() if not o.multiscale_only)  # each trained alone at one sigma
 SCALES = {"full": {"m": M_PAPER, "by_m": (1, 10, 100, 500), "by_d": (2, 8, 32, 128), "d_m": 50,
-                   "by_loss_d": (2, 8, 32, 128, 512)},
-          "smoke": {"m": 10, "by_m": (1, 10), "by_d": (2, 8), "d_m": 5, "by_loss_d": (2, 8)}}
+                   "by_loss_d": (2, 8, 32, 128, 512), "ms_m": 50, "ms_levels": 10},
+          "smoke": {"m": 10, "by_m": (1, 10), "by_d": (2, 8), "d_m": 5, "by_loss_d": (2, 8), "ms_m": 2,
+                    "ms_levels": 3}}
 
 
 def naive_step(model: ScoreMLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, eps: torch.Tensor,
@@ -267,6 +268,31 @@ def loss_tables(device: torch.device, chunk: int, repeats: int, scale: dict) -> 
     return tables
 
 
+def multiscale_table(device: torch.device, repeats: int, scale: dict) -> dict:
+    """ms per training step of each multi-scale objective trained alone (diagnostics_every=0), the
+    experiment=multiscale network and schedule (L levels, each point at a random one), N = 1000 points x
+    M noise draws in 2-D: one Trainer each, their steps interleaved."""
+    import itertools
+    import tempfile
+
+    from dsmexp.config import compose
+    from dsmexp.train.trainer import Trainer
+
+    losses = [name for name, row in OBJECTIVES.items() if row.multiscale]
+    overrides = ["experiment=multiscale", f"noise_samples={scale['ms_m']}",
+                 f"schedule.levels={scale['ms_levels']}", f"dataset.n_samples={N}", "diagnostics_every=0",
+                 "eval_samples=10", f"device={device.type}"]
+    tmp = Path(tempfile.gettempdir())
+    trainers = {loss: Trainer(compose([*overrides, f"loss={loss}"]), tmp) for loss in losses}
+    counters = {loss: itertools.count() for loss in losses}
+    calls = {loss: (lambda t=t, c=counters[loss]: t.step(next(c))) for loss, t in trainers.items()}
+    times = time_interleaved(calls, max(3, repeats // 2), warmup=1)
+    table = {loss: summary_ms(m)["median"] for loss, m in times.items()}
+    config = {"N": N, "M": scale["ms_m"], "levels": scale["ms_levels"], "d": 2, "sampling": "random"}
+    return {"ms_multiscale": table, "multiscale_config": config,
+            "multiscale_ism_over_dsm": table["ism"] / table["dsm"]}
+
+
 def speed_checks(tables: dict, dim: int) -> dict:
     """The ratios the speed targets are stated in, at dimension dim."""
     two, three = tables["ms_by_loss_d"], tables["ms_by_loss_d_3layer"]
@@ -306,8 +332,13 @@ def print_report(result: dict) -> None:
         print(f"{'loss':8s}" + "".join(f"{f'd={d}':>10s}" for d in dims))
         for loss in LOSSES:
             print(f"{loss:8s}" + "".join(f"{table[loss][d]:10.1f}" for d in dims))
+    ms = result["multiscale_config"]
+    print(f"\nms/step across a noise schedule (experiment=multiscale, N={ms['N']}, M={ms['M']}, "
+          f"L={ms['levels']}, d=2, trained alone):  "
+          + "  ".join(f"{loss}: {v:.1f}" for loss, v in result["ms_multiscale"].items()))
     checks = result["speed_checks"]
-    print(f"\nat d={checks['d']}: " + ", ".join(f"{k} {v:.2f}" for k, v in checks.items() if k != "d"))
+    print(f"\nat d={checks['d']}: " + ", ".join(f"{k} {v:.2f}" for k, v in checks.items() if k != "d")
+          + f"; multi-scale ism_over_dsm {result['multiscale_ism_over_dsm']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -344,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     result |= scaling_tables(device, chunk, args.repeats, scale)
     result |= loss_tables(device, chunk, args.repeats, scale)
+    result |= multiscale_table(device, args.repeats, scale)
     result["speed_checks"] = speed_checks(result, scale["by_loss_d"][-1])
     result["bench_seconds"] = time.perf_counter() - started
     print_report(result)

@@ -32,4 +32,7 @@ def test_bench_smoke_writes_every_key(tmp_path):
         assert set(table) == {n for n, o in OBJECTIVES.items() if not o.multiscale_only}  # one-sigma ones
         assert all(set(row) == {"2", "8"} and min(row.values()) > 0 for row in table.values())
     assert result["speed_checks"]["d"] == 8 and result["speed_checks"]["ism_over_dsm_s"] > 0
+    # the multi-scale step of every objective that trains across a schedule
+    assert set(result["ms_multiscale"]) == {n for n, o in OBJECTIVES.items() if o.multiscale}
+    assert min(result["ms_multiscale"].values()) > 0 and result["multiscale_config"]["levels"] == 3
     assert "speed-up vs naive" in proc.stdout
