@@ -61,17 +61,24 @@ def multiscale_terms(kernel: ConditionalKernel, x: Tensor, eps: Tensor, sigma: T
     want_ism = row.name == "ism" or (diagnostics and others)
     want_dsm = row.trains == "dsm" or (diagnostics and others)
     want_div = others or row.name in ("ism", "hybrid")
+    segments = [(0, points, want_div)]
+    if row.name == "hybrid":  # the points below the switch first: only they need the divergence
+        order = torch.argsort((sigma >= switch_sigma).to(torch.int8), stable=True)
+        z, eps, sigma, level, weight = z[:, order], eps[:, order], sigma[order], level[order], weight[order]
+        below = int((sigma < switch_sigma).sum())
+        segments = [(0, below, True), (below, points, others)]
     sums = torch.zeros(_SUMS, dtype=torch.float64, device=x.device)
     per_level = torch.zeros(levels, _LEVEL_SUMS, dtype=torch.float64, device=x.device)
     grads: dict[str, list[Tensor]] = {}
-    for start in range(0, points, chunk_size):
-        chunk = slice(start, start + chunk_size)
+    chunks = [(slice(start, min(start + chunk_size, end)), with_div) for begin, end, with_div in segments
+              for start in range(begin, end, chunk_size)]
+    for chunk, with_div in chunks:
         z_c, e_c, sig_c, lam_c = z[:, chunk], eps[:, chunk], sigma[chunk], weight[chunk]
-        fwd = kernel.forward(z_c, sig_c, with_div=want_div)
+        fwd = kernel.forward(z_c, sig_c, with_div=with_div)
         s = fwd.s.detach()
         s64, e64, sig64 = s.double(), e_c.double(), sig_c.double()
         norm = 0.5 * (s64 * s64).sum(0)
-        div = fwd.div.detach().double() if want_div else torch.full_like(norm, math.nan)
+        div = fwd.div.detach().double() if with_div else torch.full_like(norm, math.nan)
         fit_dsm = (s64 * e64).sum(0) / sig64
         const = 0.5 * (e64 * e64).sum(0) / (sig64 * sig64)
         residual = s64 + e64 / sig64
@@ -105,7 +112,7 @@ def multiscale_terms(kernel: ConditionalKernel, x: Tensor, eps: Tensor, sigma: T
             div_rows.append(lam * small.to(s.dtype))
             names.append("est")
         if cotangents:
-            g = kernel.backward(fwd, torch.stack(cotangents), torch.stack(div_rows) if want_div else None)
+            g = kernel.backward(fwd, torch.stack(cotangents), torch.stack(div_rows) if with_div else None)
             for r, name in enumerate(names):
                 _accumulate(grads, name, [t[r] for t in g])
     grads = {k: [t / points for t in g] for k, g in grads.items()}
