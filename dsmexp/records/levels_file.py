@@ -20,7 +20,7 @@ import pandas as pd
 from dsmexp.core.evaluation import LEVEL_EVAL
 from dsmexp.core.objectives.levels import LEVEL_TERMS
 from dsmexp.errors import RunFileError
-from dsmexp.records.metrics_file import MetricsWriter
+from dsmexp.records.metrics_file import MetricsWriter, whole_lines
 from dsmexp.safe_io import foreign, unreadable
 
 LEVELS_FILE = "levels.csv"
@@ -39,13 +39,7 @@ def load_levels(run: str | Path) -> pd.DataFrame:
     path = Path(run)
     if path.is_dir():
         path = path / LEVELS_FILE
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise unreadable(path, str(err)) from None
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines.pop()
+    lines = whole_lines(path)
     if not lines or lines[0].strip().split(",") != list(LEVEL_COLUMNS):
         raise foreign(path, f"its header starts {lines[0][:60]!r}" if lines else "it is empty")
     try:

@@ -72,20 +72,25 @@ def is_metrics_header(header: Sequence[str]) -> bool:
     return True
 
 
+def whole_lines(path: Path) -> list[str]:
+    """A table's lines, without a last line that lacks its newline (a row cut short by a stop: training
+    appends whole lines); RunFileError naming the file when it cannot be read."""
+    try:
+        with Path(path).open(newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as err:
+        raise unreadable(path, str(err)) from None
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    return lines
+
+
 def _parse(path: Path) -> tuple[list[str], list[list[float]], list[tuple[int, str]]]:
     """metrics.csv as (header, rows as numbers, (line number, what is wrong) of the rows that do not parse).
 
     A last line without its newline is a row cut short by a stop: it is left out and not reported.
     """
-    try:
-        with Path(path).open(newline="") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise unreadable(path, str(err)) from None
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines.pop()
-    rows = list(csv.reader(io.StringIO("".join(lines))))
+    rows = list(csv.reader(io.StringIO("".join(whole_lines(path)))))
     if not rows:
         raise unreadable(path, "empty, no header")
     header = rows[0]
