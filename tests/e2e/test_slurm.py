@@ -133,7 +133,7 @@ def test_a_requeued_job_resumes_from_its_checkpoints_to_the_uninterrupted_metric
             assert resumed[-2] < resumed[-1] <= killed_at < steps, f"{command}: the job ran to its end"
             assert not (run_dir / "summary.json").exists()
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-        assert proc.wait(timeout=240) == 0, log_tail(log)
+        assert finish(proc, job, timeout=240) == 0, log_tail(log) + cluster_state(job, sweep)
         assert job_field(job, "Restarts") == "2"
         assert reference.wait(timeout=240) == 0
     finally:
@@ -163,6 +163,31 @@ def start_cli(*args: str, cwd: Path, log) -> subprocess.Popen:
     env = os.environ | {"HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "dsmexp", *args], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen, job: str, timeout: float) -> int | None:
+    """The sweep's exit status once it ends (None after timeout s). Meanwhile a requeued job found held
+    for its begin time again is released again: Slurm may set the hold once the old instance has finished
+    completing, after the release the loop above made."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if job_field(job, "JobState") == "PENDING" and job_field(job, "Reason") == "BeginTime":
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
+        time.sleep(0.5)
+    return proc.poll()
+
+
+def cluster_state(job: str, sweep: Path) -> str:
+    """What a failure message needs to tell a stuck job from a slow one: the job and node as Slurm sees
+    them and the end of the job's own logs."""
+    def output(*command: str) -> str:
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"{command[0]}: {err}"
+    logs = "".join(p.read_text()[-1500:] for p in sorted((sweep / ".submitit" / job).glob("*_log.*")))
+    return (f"\n--- scontrol show job {job} ---\n{output('scontrol', 'show', 'job', job)}"
+            f"\n--- sinfo ---\n{output('sinfo', '-N', '-o', '%N %T %E')}\n--- job logs ---\n{logs}")
 
 
 def log_tail(log) -> str:
