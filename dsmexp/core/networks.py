@@ -16,7 +16,8 @@ class Activation:
     """phi with phi' and phi'' as functions of (h, a = phi(h)); the ISM gradient needs phi''.
 
     `backprop(c, row, h, a, d, u)` is the reverse pass through the activation for k stacked cotangents
-    c (k, width, n): c <- phi'(h) * c, plus phi''(h) * u in the row that carries the divergence.
+    c (k, width, n): c <- phi'(h) * c, plus phi''(h) * u in the row that carries the divergence;
+    `backprop_rows(c, {row: u}, h, a, d)` the same with any number of such rows, each with its own u.
     tanh does it without forming phi'' (tanh'' = -2 a tanh').
     """
 
@@ -35,6 +36,18 @@ class Activation:
         c.mul_(d)
         if row is not None:
             c[row].addcmul_(self.curvature(h, a), u)
+
+    def backprop_rows(self, c: Tensor, rows: dict[int, Tensor], h: Tensor | None, a: Tensor, d: Tensor) -> None:
+        if self.curvature_over_slope_is_minus_2a:
+            for row, u in rows.items():
+                c[row].addcmul_(a, u, value=-2)
+            c.mul_(d)
+            return
+        c.mul_(d)
+        if rows:
+            curvature = self.curvature(h, a)
+            for row, u in rows.items():
+                c[row].addcmul_(curvature, u)
 
 
 def _sigmoid_slope(h: Tensor, a: Tensor) -> Tensor:

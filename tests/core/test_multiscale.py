@@ -32,9 +32,9 @@ def float64():
     torch.set_default_dtype(before)
 
 
-def _mlp(embedding="log", scale_output=False, seed=0, dim=2) -> ConditionalMLP:
+def _mlp(embedding="log", scale_output=False, seed=0, dim=2, hidden=(16, 16), activation="tanh") -> ConditionalMLP:
     torch.manual_seed(seed)
-    return ConditionalMLP(dim, [16, 16], "tanh", embedding, 8, scale_output).double()
+    return ConditionalMLP(dim, list(hidden), activation, embedding, 8, scale_output).double()
 
 
 class Wrapped(nn.Module):
@@ -58,11 +58,13 @@ def _batch(n=300, m=4, levels=5, sampling="random", seed=1, dim=2, kind="geometr
     return x, eps, sigma, level, schedule
 
 
-@pytest.mark.parametrize("embedding, scale_output", [("log", False), ("fourier", True)])
-def test_the_kernel_divergence_and_jv_are_the_jacobians(embedding, scale_output):
-    """div s and J v of the hand-carried tangents (ConditionalMLP) and of torch.func (a user's module)
-    equal the full Jacobian by autograd, for every parametrization."""
-    g = _mlp(embedding, scale_output)
+@pytest.mark.parametrize("embedding, scale_output, hidden", [("log", False, (16, 16)), ("fourier", True, (16, 16)),
+                                                             ("fourier", False, (16, 8, 12))])
+def test_the_kernel_divergence_and_jv_are_the_jacobians(embedding, scale_output, hidden):
+    """div s and J v of the hand-written passes (two hidden layers), the hand-carried tangents (other
+    depths) and torch.func (a user's module) equal the full Jacobian by autograd, for every
+    parametrization."""
+    g = _mlp(embedding, scale_output, hidden=hidden)
     z = torch.randn(2, 7)
     sigma = torch.tensor([0.01, 0.03, 0.1, 0.3, 1.0, 0.5, 0.02])
     v = torch.randn(3, 2, 7)
@@ -80,6 +82,36 @@ def test_the_kernel_divergence_and_jv_are_the_jacobians(embedding, scale_output)
                 torch.testing.assert_close(fwd.s[:, i], model(z[:, i][None], sigma[i:i + 1])[0])
                 torch.testing.assert_close(fwd.div[i], jac.trace(), rtol=1e-10, atol=1e-8)
                 torch.testing.assert_close(jv[:, :, i], v[:, :, i] @ jac.T, rtol=1e-10, atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softplus", "silu"])
+@pytest.mark.parametrize("embedding, scale_output, parametrization",
+                         [("log", False, "score"), ("fourier", True, "noise"), ("log", True, "data")])
+def test_the_hand_written_reverse_pass_is_autograds(activation, embedding, scale_output, parametrization):
+    """The two-hidden-layer kernel's gradients of sum <s, s_bar[r]> + sum w_r div s (per-point weights,
+    three rows as a hybrid step asks: one all-ISM, one all-DSM, one mixed) equal autograd's through the
+    hand-carried tangents, and so do its s and div s."""
+    model = NoiseConditional(_mlp(embedding, scale_output, activation=activation), parametrization)
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(2, 40, generator=gen)
+    sigma = torch.exp(torch.empty(40).uniform_(math.log(0.01), 0.0, generator=gen))
+    s_bar = torch.randn(3, 2, 40, generator=gen)
+    div_weights = [torch.rand(40, generator=gen), None, (sigma < 0.1).double() * torch.rand(40, generator=gen)]
+    fast = ConditionalKernel(model)
+    slow = ConditionalKernel(model)
+    slow.by_hand = False
+    assert fast.by_hand
+    got, want = fast.forward(z, sigma), slow.forward(z, sigma)
+    torch.testing.assert_close(got.s, want.s.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got.div, want.div.detach(), rtol=1e-12, atol=1e-10)
+    for weights_ in (div_weights, None):
+        for g_fast, g_slow in zip(fast.backward(got, s_bar, weights_), slow.backward(want, s_bar, weights_)):
+            torch.testing.assert_close(g_fast, g_slow, rtol=1e-10, atol=1e-10)
+        want = slow.forward(z, sigma)  # autograd's graph is spent by its backward
+    no_div = fast.forward(z, sigma, with_div=False)
+    assert no_div.div is None
+    for g_fast, g_slow in zip(fast.backward(no_div, s_bar, None), slow.backward(want, s_bar, None)):
+        torch.testing.assert_close(g_fast, g_slow, rtol=1e-10, atol=1e-10)
 
 
 def test_prop2_holds_at_every_level():

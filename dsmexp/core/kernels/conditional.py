@@ -2,7 +2,9 @@
 (conditioning.py): s, div s = a div f + b d with the trace taken in z only (sigma is each point's own,
 fixed), J v for the sliced estimators, and parameter gradients of any weighted combination.
 
-For ConditionalMLP the d tangent columns d f / d z_i are carried forward through the layers by hand (as
+For a ConditionalMLP with two hidden layers the passes are written out by hand (conditional_two_layer.py:
+the paper's bilinear divergence, the reverse pass weighted point by point). For other depths the d
+tangent columns d f / d z_i are carried forward through the layers by hand (as
 tangent.TangentKernel does; the first layer's tangent is its z columns); for a user's module they are
 torch.func jvps, vmapped over the basis. Gradients by autograd. Points are feature-major, z (d, n), as
 for every kernel (base.py).
@@ -15,6 +17,8 @@ from torch import Tensor, func
 
 from dsmexp.core.conditioning import ConditionalMLP, NoiseConditional
 from dsmexp.core.kernels.base import Forward
+from dsmexp.core.kernels.conditional_two_layer import (conditional_backward, conditional_forward,
+                                                       conditional_weights)
 
 
 class ConditionalKernel:
@@ -23,9 +27,15 @@ class ConditionalKernel:
     def __init__(self, model: NoiseConditional) -> None:
         self.model = model
         self.mlp = model.net if isinstance(model.net, ConditionalMLP) else None
+        self.by_hand = self.mlp is not None and len(self.mlp.hidden) == 2
+        self.weights = None
+        self.prepare()
 
     def prepare(self) -> None:
-        """Nothing to precompute: autograd reads the parameters directly."""
+        """Read the current weights for the hand-written passes (once per step, after the optimiser has
+        moved them); other networks need nothing, autograd reads their parameters directly."""
+        if self.by_hand:
+            self.weights = conditional_weights(self.mlp)
 
     def parameters(self) -> list[Tensor]:
         return list(self.model.parameters())
@@ -34,6 +44,8 @@ class ConditionalKernel:
         """s (d, n) and div s (n,) (None without with_div) at z (d, n) with scales sigma (n,)."""
         points, sig = z.T, sigma.to(z.dtype)
         a, b = self.model.coefficients(sig)
+        if self.by_hand:
+            return self._forward_by_hand(z, sig, a, b, with_div)
         with torch.enable_grad():
             if not with_div:
                 f, div_f = self.model.raw(points, sig), None
@@ -44,6 +56,13 @@ class ConditionalKernel:
             s = a[:, None] * f + b[:, None] * points
             div = None if div_f is None else a * div_f + b * points.shape[1]
         return Forward(s.T, div)
+
+    def _forward_by_hand(self, z: Tensor, sigma: Tensor, a: Tensor, b: Tensor, with_div: bool) -> Forward:
+        alpha = a / sigma if self.mlp.scale_output else a  # s = alpha f + b z, f the last layer's output
+        fwd = conditional_forward(self.weights, self.mlp.activation, z, self.mlp.embed(sigma), with_div)
+        s = torch.addcmul(b[None] * z, alpha[None], fwd.s)
+        div = None if fwd.div is None else torch.addcmul(b * z.shape[0], alpha, fwd.div)
+        return Forward(s, div, (fwd, alpha))
 
     def _mlp_divergence(self, points: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         net, dim = self.mlp, points.shape[1]
@@ -73,14 +92,20 @@ class ConditionalKernel:
         idx = torch.arange(dim, device=points.device)
         return f_rep[0], jv[idx, :, idx].sum(0)
 
-    def backward(self, fwd: Forward, s_bar: Tensor, div_weights: Tensor | None) -> list[Tensor]:
+    def backward(self, fwd: Forward, s_bar: Tensor, div_weights: list[Tensor | None] | None) -> list[Tensor]:
         """Gradients of sum_points <s, s_bar[r]> + sum_points div_weights[r] div s for each row r of
-        s_bar (k, d, n) and div_weights (k, n) (None: no divergence term); each with a leading k."""
+        s_bar (k, d, n) and its div_weights[r] (n,) (None: no divergence term in that row, or in any row
+        when div_weights is None); each with a leading k."""
+        if self.by_hand:
+            inner, alpha = fwd.saved
+            return conditional_backward(self.weights, self.mlp.activation, inner, s_bar * alpha,
+                                        None if div_weights is None or inner.div is None else
+                                        [None if w is None else w * alpha for w in div_weights])
         params = self.parameters()
         rows = []
         for r in range(s_bar.shape[0]):
             objective = (fwd.s * s_bar[r]).sum()
-            if div_weights is not None and fwd.div is not None:
+            if div_weights is not None and div_weights[r] is not None and fwd.div is not None:
                 objective = objective + (fwd.div * div_weights[r]).sum()
             rows.append(torch.autograd.grad(objective, params, retain_graph=r < s_bar.shape[0] - 1,
                                             allow_unused=True, materialize_grads=True))

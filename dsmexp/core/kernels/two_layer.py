@@ -44,7 +44,11 @@ class TwoLayerWeights:
 
 
 def two_layer_weights(model: ScoreMLP) -> TwoLayerWeights:
-    w1, b1, w2, b2, w3, b3 = (p.detach() for p in model.parameters())
+    return weights_of(*(p.detach() for p in model.parameters()))
+
+
+def weights_of(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor, b3: Tensor) -> TwoLayerWeights:
+    """TwoLayerWeights of the six (detached) parameters, biases as vectors."""
     bmat = w1 @ w3
     cmat = (w2 * bmat.T).contiguous()
     return TwoLayerWeights(w1, b1[:, None], w2, b2[:, None], w3, b3[:, None], w2.T.contiguous(),

@@ -104,7 +104,7 @@ def multiscale_terms(kernel: ConditionalKernel, x: Tensor, eps: Tensor, sigma: T
             names.append("ism")
         if want_dsm:
             cotangents.append(lam * (s + e_c / sig_c.to(s.dtype)))
-            div_rows.append(torch.zeros_like(lam))
+            div_rows.append(None)
             names.append("dsm")
         if row.name == "hybrid":
             large = (~small).to(s.dtype)
@@ -112,7 +112,7 @@ def multiscale_terms(kernel: ConditionalKernel, x: Tensor, eps: Tensor, sigma: T
             div_rows.append(lam * small.to(s.dtype))
             names.append("est")
         if cotangents:
-            g = kernel.backward(fwd, torch.stack(cotangents), torch.stack(div_rows) if with_div else None)
+            g = kernel.backward(fwd, torch.stack(cotangents), div_rows if with_div else None)
             for r, name in enumerate(names):
                 _accumulate(grads, name, [t[r] for t in g])
     grads = {k: [t / points for t in g] for k, g in grads.items()}
