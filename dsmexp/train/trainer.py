@@ -140,23 +140,22 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.noise = torch.Generator(device=self.device)
         self.noise.manual_seed(self.seeds.noise)
-        if self.multiscale:
-            self.kernel, why = "torch", f"schedule.kind={cfg.schedule.kind}: the noise-conditional kernel"
-        else:
-            self.kernel, why = fused.choose(cfg)
-        log.info("kernel: %s (%s)", self.kernel, why)
+        self.kernel, why = ("torch", "") if self.multiscale else fused.choose(cfg)
         self.fused = fused.FusedKernel(self.model) if self.kernel == "fused" else None
         self.torch_kernel = None
         self.schedule_step: ScheduleStep | None = None
         if self.multiscale:
             self.schedule_step = ScheduleStep(cfg, self.model, self.dataset, self.seeds.eval, self.device,
                                               self.dtype)
+            why = (f"schedule.kind={cfg.schedule.kind}: the noise-conditional kernel, "
+                   f"{self.schedule_step.kernel.describe()}")
             self.setup_seconds = self.schedule_step.held_out.setup_seconds
         else:
             self.torch_kernel = make_kernel(self.model, compile=cfg.compile) if self.fused is None else None
             self.held_out = HeldOut(self.dataset, data, cfg.sigma, cfg.eval_samples, self.seeds.eval,
                                     self.device, self.dtype)
             self.setup_seconds = self.held_out.setup_seconds
+        log.info("kernel: %s (%s)", self.kernel, why)
         self.kept_levels: list[list[float]] = []
         self.levels_writer: metrics_file.MetricsWriter | None = None
         self.no_eval = torch.full((len(EVAL_METRICS),), math.nan, dtype=torch.float64, device=self.device)

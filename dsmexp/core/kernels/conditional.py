@@ -31,6 +31,14 @@ class ConditionalKernel:
         self.weights = None
         self.prepare()
 
+    def describe(self) -> str:
+        """Which passes this kernel runs, for the run's log."""
+        if self.by_hand:
+            return "the two-hidden-layer network by hand (conditional_two_layer.py)"
+        if self.mlp is not None:
+            return "tangents carried through the layers, autograd for the gradients"
+        return "torch.func jvps of the model, autograd for the gradients"
+
     def prepare(self) -> None:
         """Read the current weights for the hand-written passes (once per step, after the optimiser has
         moved them); other networks need nothing, autograd reads their parameters directly."""

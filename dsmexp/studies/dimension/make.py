@@ -73,7 +73,7 @@ def check_jobs(jobs: list[list[str]], common: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES))
     parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib", "submitit_local"))
     parser.add_argument("--dims", default=csv(DIMS), help=f"comma-separated d (default {csv(DIMS)})")

@@ -170,7 +170,7 @@ def write_pilot_table(pilot_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dsmexp.dimension",
-                                     description=__doc__.splitlines()[0])
+                                     description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/sweeps/dimension-quick")
     parser.add_argument("--out", type=Path, help="default: outputs/figures/<sweep name>")
     args = parser.parse_args(argv)

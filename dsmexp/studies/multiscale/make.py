@@ -25,7 +25,7 @@ TIMING = {"quick": (30, 3), "paper": (30, 3), "smoke": (2, 1)}  # timed steps, w
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 (default 3)")
     parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib", "submitit_local"))

@@ -30,7 +30,7 @@ def launcher_overrides(launcher: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--profile", default="quick", choices=("paper", "quick", "smoke"))
     parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib", "submitit_local"))
     parser.add_argument("--seeds", type=int, default=1,
