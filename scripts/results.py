@@ -1,8 +1,9 @@
 """Regenerate the published results under docs/results/: the paper profile (seed 0) and the quick
-profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv, and the
-dimension study at its quick profile (report.md, Figures 5-7, runs.csv).
+profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv, the
+dimension study at its quick profile (report.md, Figures 5-7, runs.csv) and the multi-scale study at its
+quick profile (report.md, Figures 8-9, runs.csv).
 
-    make results                     # both; runs only what is not trained yet (about an hour on 2 cores)
+    make results                     # all four; runs only what is not trained yet (about 80 min on 2 cores)
     python scripts/results.py --only quick
 
 Run it from a checkout at one commit: every report records the commit it was drawn at and the commits
@@ -110,15 +111,44 @@ def publish_dimension(launcher: str) -> int:
     return code
 
 
+def publish_multiscale(launcher: str) -> int:
+    """`make multiscale PROFILE=quick` (finished runs and measure.json are reused), copied to docs/results."""
+    cmd = [sys.executable, "-m", "dsmexp.studies.multiscale.make", "--profile", "quick",
+           "--launcher", launcher]
+    print(f"== multiscale: {' '.join(cmd[1:])}", flush=True)
+    code = subprocess.run(cmd).returncode
+    sweep_dir = Path("outputs") / "sweeps" / "multiscale-quick"
+    drawn = Path("outputs") / "figures" / "multiscale-quick"
+    target = ROOT / "docs" / "results" / "multiscale"
+    target.mkdir(parents=True, exist_ok=True)
+    for png in sorted(drawn.glob("figure*.png")):
+        shutil.copyfile(png, target / png.name)
+    runs = load_runs(sweep_dir)
+    commits = ", ".join(f"`{c}`" for c in sorted({str(r.summary.get("commit")) for r in runs}))
+    train_s = sum(float(r.summary.get("wall_time_s") or 0) for r in runs)
+    report = (drawn / "report.md").read_text().splitlines()
+    report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only multiscale`); report "
+                   f"drawn at commit `{source_commit()}`, runs trained at {commits}; "
+                   f"{training_span(runs) / 60:.1f} min from the first run's start to the last run's end, "
+                   f"{train_s / 60:.1f} min of training summed over the {len(runs)} runs."]
+    (target / "report.md").write_text("\n".join(report) + "\n")
+    shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
+    print(f"{target}: report.md, figures, runs.csv", flush=True)
+    return code
+
+
+STUDIES = {"dimension": publish_dimension, "multiscale": publish_multiscale}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted([*PUBLISHED, "dimension"]), action="append",
+    parser.add_argument("--only", choices=sorted([*PUBLISHED, *STUDIES]), action="append",
                         help="publish only this result (repeatable); default: all")
     parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib"))
     args = parser.parse_args(argv)
     np.seterr(all="ignore")
-    names = args.only or [*PUBLISHED, "dimension"]
-    codes = [publish_dimension(args.launcher) if name == "dimension"
+    names = args.only or [*PUBLISHED, *STUDIES]
+    codes = [STUDIES[name](args.launcher) if name in STUDIES
              else publish(name, *PUBLISHED[name], args.launcher) for name in names]
     return max(codes)
 

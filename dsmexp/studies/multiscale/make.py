@@ -10,6 +10,7 @@ schedules on the half-moon, a 2-D Gaussian mixture and the half-moon embedded in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,13 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.remeasure or read_measure(sweep_dir) is None:
         print("== measuring the gradient norm per level and each objective's step in one process", flush=True)
         repeats, warmup = TIMING[args.profile]
-        write_measure(
-            sweep_dir,
-            {
-                "gradients": level_gradients(sweep_dir),
-                "ms_per_step": step_times(PROFILES[args.profile], list(STUDY_LOSSES), repeats, warmup),
-            },
-        )
+        gradients = level_gradients(sweep_dir)
+        load_before = os.getloadavg()[0]
+        ms_per_step = step_times(PROFILES[args.profile], list(STUDY_LOSSES), repeats, warmup)
+        write_measure(sweep_dir, {"gradients": gradients, "ms_per_step": ms_per_step,
+                                  "load_average": [load_before, os.getloadavg()[0]]})
     out = args.out or Path("outputs") / "figures" / f"multiscale-{args.profile}"
     report = build_study_report(sweep_dir, out)
     print(

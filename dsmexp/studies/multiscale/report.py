@@ -53,6 +53,12 @@ def settings_text(study: list[StudyRun]) -> str:
     )
 
 
+def _load_note(measure: dict) -> str:
+    """', 1-minute load average A -> B' while the steps were timed (when measure.json has it)."""
+    load = measure.get("load_average")
+    return f"; 1-minute load average {load[0]:.2f} -> {load[1]:.2f}" if load else ""
+
+
 def report_text(study: list[StudyRun], measure: dict | None, figures: list[str]) -> str:
     timing = (measure or {}).get("ms_per_step")
     lines = [
@@ -117,7 +123,7 @@ def report_text(study: list[StudyRun], measure: dict | None, figures: list[str])
     if timing:
         lines += [
             "Milliseconds per trained-alone step (diagnostics_every=0, one thread, interleaved; "
-            "measure.json):",
+            f"measure.json{_load_note(measure)}):",
             "",
         ]
         lines += _table(list(map(loss_title, timing)), [[f"{v:.2f}" for v in timing.values()]])
