@@ -37,7 +37,8 @@ class Activation:
         if row is not None:
             c[row].addcmul_(self.curvature(h, a), u)
 
-    def backprop_rows(self, c: Tensor, rows: dict[int, Tensor], h: Tensor | None, a: Tensor, d: Tensor) -> None:
+    def backprop_rows(self, c: Tensor, rows: dict[int, Tensor], h: Tensor | None, a: Tensor,
+                      d: Tensor) -> None:
         if self.curvature_over_slope_is_minus_2a:
             for row, u in rows.items():
                 c[row].addcmul_(a, u, value=-2)

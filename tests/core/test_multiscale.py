@@ -32,7 +32,8 @@ def float64():
     torch.set_default_dtype(before)
 
 
-def _mlp(embedding="log", scale_output=False, seed=0, dim=2, hidden=(16, 16), activation="tanh") -> ConditionalMLP:
+def _mlp(embedding="log", scale_output=False, seed=0, dim=2, hidden=(16, 16),
+         activation="tanh") -> ConditionalMLP:
     torch.manual_seed(seed)
     return ConditionalMLP(dim, list(hidden), activation, embedding, 8, scale_output).double()
 
@@ -58,8 +59,9 @@ def _batch(n=300, m=4, levels=5, sampling="random", seed=1, dim=2, kind="geometr
     return x, eps, sigma, level, schedule
 
 
-@pytest.mark.parametrize("embedding, scale_output, hidden", [("log", False, (16, 16)), ("fourier", True, (16, 16)),
-                                                             ("fourier", False, (16, 8, 12))])
+@pytest.mark.parametrize("embedding, scale_output, hidden",
+                         [("log", False, (16, 16)), ("fourier", True, (16, 16)),
+                          ("fourier", False, (16, 8, 12))])
 def test_the_kernel_divergence_and_jv_are_the_jacobians(embedding, scale_output, hidden):
     """div s and J v of the hand-written passes (two hidden layers), the hand-carried tangents (other
     depths) and torch.func (a user's module) equal the full Jacobian by autograd, for every
@@ -96,7 +98,8 @@ def test_the_hand_written_reverse_pass_is_autograds(activation, embedding, scale
     z = torch.randn(2, 40, generator=gen)
     sigma = torch.exp(torch.empty(40).uniform_(math.log(0.01), 0.0, generator=gen))
     s_bar = torch.randn(3, 2, 40, generator=gen)
-    div_weights = [torch.rand(40, generator=gen), None, (sigma < 0.1).double() * torch.rand(40, generator=gen)]
+    mixed = (sigma < 0.1).double() * torch.rand(40, generator=gen)
+    div_weights = [torch.rand(40, generator=gen), None, mixed]
     fast = ConditionalKernel(model)
     slow = ConditionalKernel(model)
     slow.by_hand = False

@@ -17,8 +17,11 @@ from torch import Tensor, func
 
 from dsmexp.core.conditioning import ConditionalMLP, NoiseConditional
 from dsmexp.core.kernels.base import Forward
-from dsmexp.core.kernels.conditional_two_layer import (conditional_backward, conditional_forward,
-                                                       conditional_weights)
+from dsmexp.core.kernels.conditional_two_layer import (
+    conditional_backward,
+    conditional_forward,
+    conditional_weights,
+)
 
 
 class ConditionalKernel:

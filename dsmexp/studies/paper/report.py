@@ -238,7 +238,8 @@ def build_report(sweep_dir: Path, out_dir: Path, provenance: list[str] | None = 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dsmexp.report", description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = argparse.ArgumentParser(prog="python -m dsmexp.report",
+                                     description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (e.g. outputs/sweeps/figures-quick)")
     parser.add_argument("--out", type=Path, help="where to write figures and report.md")
     args = parser.parse_args(argv)
