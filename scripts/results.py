@@ -35,12 +35,13 @@ PACKAGES = ("torch", "numpy", "scipy", "hydra-core", "matplotlib", "scikit-learn
 
 
 def training_span(runs: list) -> float:
-    """Seconds from the first run's start (its .hydra/config.yaml, written as it starts) to the last run's
-    end (its summary.json): the sweep's elapsed time when it trained, whatever ran beside it."""
-    starts = [(r.run_dir / ".hydra" / "config.yaml").stat().st_mtime for r in runs]
-    ends = [(r.run_dir / "summary.json").stat().st_mtime for r in runs
-            if (r.run_dir / "summary.json").exists()]
-    return max(ends) - min(starts) if starts and ends else float("nan")
+    """Seconds from the first run's start to the last run's end: each run ends when its summary.json was
+    written and started its own wall time before that (a later sweep that skips the finished runs rewrites
+    their .hydra files, so those times say nothing). The sweep's elapsed time when it trained, whatever
+    ran beside it."""
+    spans = [(path.stat().st_mtime - float(r.summary.get("wall_time_s") or 0), path.stat().st_mtime)
+             for r in runs if (path := r.run_dir / "summary.json").exists()]
+    return max(e for _, e in spans) - min(s for s, _ in spans) if spans else float("nan")
 
 
 def provenance(name: str, profile: str, seeds: int, sweep_dir: Path, elapsed: float) -> list[str]:
