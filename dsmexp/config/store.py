@@ -16,6 +16,7 @@ from dsmexp.config.model import MODEL_SCHEMAS
 from dsmexp.config.optimizer import OptimizerConfig
 from dsmexp.config.root import Config
 from dsmexp.config.run_dirs import run_dirname
+from dsmexp.config.sampler import SampleConfig, SamplerConfig
 
 # absolute, so any working directory works: dsmexp/conf in an installed wheel (setup.py copies it
 # there), else the repository's top-level conf/ (source checkout, editable install)
@@ -25,6 +26,9 @@ CONF_DIR = str(_PACKAGED_CONF if _PACKAGED_CONF.is_dir() else _PACKAGED_CONF.par
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": dict(DATASET_SCHEMAS), "loss": {"loss": LossConfig}, "model": dict(MODEL_SCHEMAS),
     "optimizer": {"optimizer": OptimizerConfig}, "logger": dict(LOGGER_SCHEMAS)}
+# the groups of the sample command's config (conf/sample.yaml), not of a training run's
+SAMPLE_GROUP_SCHEMAS: dict[str, dict[str, type]] = {"sampler": {"sampler": SamplerConfig}}
+SAMPLE_GROUPS = tuple(SAMPLE_GROUP_SCHEMAS)
 
 
 _registered = False
@@ -39,7 +43,8 @@ def register_configs() -> None:
     _registered = True
     cs = ConfigStore.instance()
     cs.store(name="dsmexp_schema", node=Config)
-    for group, schemas in GROUP_SCHEMAS.items():
+    cs.store(name="sample_schema", node=SampleConfig)
+    for group, schemas in (GROUP_SCHEMAS | SAMPLE_GROUP_SCHEMAS).items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)
     if not OmegaConf.has_resolver("dirname"):
@@ -54,7 +59,8 @@ def config_groups() -> str:
     """`group: option, ...` lines for --help: the groups under conf/, without the schema entries the
     ConfigStore holds (Hydra's own listing shows those too) or Hydra's own groups."""
     lines = []
-    for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"):
+    for group in sorted(p for p in Path(CONF_DIR).iterdir()
+                        if p.is_dir() and p.name != "hydra" and p.name not in SAMPLE_GROUPS):
         options = options_of(group.name)
         if options:
             lines.append(f"{group.name}: {', '.join(options)}")

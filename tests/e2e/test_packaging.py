@@ -26,9 +26,10 @@ def test_help_lists_the_config_groups_without_the_internal_schema(tmp_path):
     assert "dataset: gaussian, gmm, half_moon, swiss_roll" in groups
     assert "optimizer: adam, adamw, sgd" in groups and "model: custom, mlp" in groups
     assert "profile: dimension_quick, multiscale_paper, multiscale_quick, paper, quick, smoke" in groups
-    assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, multiscale, paper" in groups
+    assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, multiscale, ncsn_toy, paper" in groups
     launchers = "hydra/launcher (with -m): basic, joblib, slurm, slurm_cpu, submitit_local, submitit_slurm"
     assert launchers in groups
+    assert "sampler:" not in groups  # the sample command's group (python -m dsmexp.sample --help)
     assert "schema" not in proc.stdout and groups.count("hydra/") == 1  # Hydra's own groups are its help's
     settings = proc.stdout.split("== Settings ==", 1)[1]
     assert "sigma=0.01                 noise std; 0 trains on clean data (ISM only)" in settings
@@ -70,7 +71,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_any_directory(tmp_path):
         usage = subprocess.run([env_dir / "bin" / command, "--help"], cwd=elsewhere, capture_output=True,
                                text=True, check=True).stdout
         assert usage.startswith(f"usage: {command} ")
-    assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, multiscale, paper" in helped
+    assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, multiscale, ncsn_toy, paper" in helped
     assert "profile: dimension_quick, multiscale_paper, multiscale_quick, paper, quick, smoke" in helped
     tiny = ["steps=3", "noise_samples=2", "dataset.n_samples=32", "grid_size=4", "eval_samples=100",
             "threads=1"]
