@@ -4,8 +4,9 @@ SAMPLERS of dsmexp/core/samplers.py), with the pure checks of their values."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from omegaconf import MISSING, DictConfig
 
@@ -45,10 +46,23 @@ class SampleConfig:
     sampler: SamplerConfig = MISSING
 
 
+def sampler_names() -> list[str]:
+    from dsmexp.core.samplers import SAMPLERS
+
+    return list(SAMPLERS)
+
+
 def check_sample(cfg: DictConfig, fail: Callable[[str], None]) -> None:
-    """Values only: the score, the counts, the sampler's name and its settings."""
+    """Values only: no unknown key, the score, the counts, the sampler's name and its settings."""
     from dsmexp.core.samplers import SAMPLERS  # torch loads at the first check: --help stays fast
 
+    for node, schema, prefix in ((cfg, SampleConfig, ""), (cfg.sampler, SamplerConfig, "sampler.")):
+        known = [f.name for f in fields(schema)]
+        for key in node:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+                fail(f"{prefix}{key}: not a setting of the sample command{hint} (known: {', '.join(known)})")
     s = cfg.sampler
     if cfg.score not in SCORES:
         fail(f"score={cfg.score}: must be one of {', '.join(SCORES)}")

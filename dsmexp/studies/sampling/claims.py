@@ -42,11 +42,11 @@ def weights_claim(cells: dict[tuple[str, str], Cell]) -> Claim:
         ok = abs(a - TRUE_WEIGHT) <= RECOVERED and abs(p - TRUE_WEIGHT) >= WRONG
         numbers = (f"weight of (5, 5): annealed {a:.3f} ± {annealed.se['weight_0']:.3f}, plain {p:.3f} ± "
                    f"{plain.se['weight_0']:.3f} (true 0.8)")
-    return Claim("annealed Langevin recovers the mixture weights where plain Langevin does not (exact score)",
-                 "Song & Ermon 2019, Sec. 3.2.2, Fig. 3: Langevin dynamics cannot recover the relative weights; "
-                 "annealed Langevin does",
-                 f"exact score, mean over sampler seeds: |w_(5,5) - 0.8| <= {RECOVERED} annealed, >= {WRONG} plain",
-                 numbers, _verdict(ok))
+    return Claim("annealed Langevin recovers the mixture weights where plain Langevin does not (exact "
+                 "score)", "Song & Ermon 2019, Sec. 3.2.2, Fig. 3: Langevin dynamics cannot recover the "
+                 "relative weights; annealed Langevin does",
+                 f"exact score, mean over sampler seeds: |w_(5,5) - 0.8| <= {RECOVERED} annealed, >= {WRONG} "
+                 "plain", numbers, _verdict(ok))
 
 
 def ranking_claim(cells: dict[tuple[str, str], Cell], esm: dict[str, float]) -> Claim:
@@ -57,14 +57,15 @@ def ranking_claim(cells: dict[tuple[str, str], Cell], esm: dict[str, float]) -> 
         losses = [loss for loss in STUDY_LOSSES if (sampler, loss) in cells and loss in esm]
         if len(losses) < 3:
             continue
-        rho = spearmanr([esm[loss] for loss in losses], [cells[(sampler, loss)].mean[QUALITY] for loss in losses])
+        quality = [cells[(sampler, loss)].mean[QUALITY] for loss in losses]
+        rho = spearmanr([esm[loss] for loss in losses], quality)
         value = float(rho.statistic)
         oks.append(bool(np.isfinite(value) and value > 0))
         parts.append(f"{sampler}: rho = {value:.2f}")
-    return Claim("the objective with the lower exact Fisher divergence at the smallest levels gives the better "
-                 "samples", "the issue's question: does the better objective give better samples?",
-                 f"for each of {', '.join(ANNEALED)}: Spearman rho over the objectives between the final esm_rel "
-                 f"at sigma_min and {QUALITY} > 0",
+    return Claim("the objective with the lower exact Fisher divergence at the smallest levels gives the "
+                 "better samples", "the issue's question: does the better objective give better samples?",
+                 f"for each of {', '.join(ANNEALED)}: Spearman rho over the objectives between the final "
+                 f"esm_rel at sigma_min and {QUALITY} > 0",
                  "; ".join(parts) or "missing samples", _verdict(all(oks) if oks else None))
 
 
@@ -85,8 +86,9 @@ def exact_bound_claim(cells: dict[tuple[str, str], Cell]) -> Claim:
     ok = None if total == 0 else worse == total
     return Claim("a learned score never samples better than the exact score with the same sampler",
                  "the control the exact score gives: the sampler's own error is what remains with it",
-                 f"{QUALITY}(learned) >= {QUALITY}(exact) - 2 combined standard errors, every sampler and objective",
-                 f"{worse} of {total} pairs" + (f" (fails: {', '.join(failing)})" if failing else ""), _verdict(ok))
+                 f"{QUALITY}(learned) >= {QUALITY}(exact) - 2 combined standard errors, every sampler and "
+                 "objective", f"{worse} of {total} pairs" + (f" (fails: {', '.join(failing)})" if failing
+                                                             else ""), _verdict(ok))
 
 
 def claims(cells: dict[tuple[str, str], Cell], esm: dict[str, float]) -> list[Claim]:

@@ -45,6 +45,6 @@ def load_cells(sweep_dir: Path) -> tuple[dict[tuple[str, str], Cell], dict[str, 
             report = json.loads(quality.read_text())
             column = EXACT if report["score"] == "exact" else loss
             with np.load(quality.parent / "samples.npz") as f:
-                cells[(report["settings"]["name"], column)] = Cell(report["mean"], report["se"], f["samples"][0],
-                                                                   f["data"])
+                key = (report["settings"]["name"], column)
+                cells[key] = Cell(report["mean"], report["se"], f["samples"][0], f["data"])
     return cells, esm

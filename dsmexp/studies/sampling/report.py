@@ -1,0 +1,63 @@
+"""The sampling study's report.md: the claims table (claims.py), the mode weights of the toy, the
+quality table (every sampler x the exact score and each objective, mean ± standard error over the
+sampler seeds) and Figures 10-11, from saved files only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsmexp.studies.plotting import loss_label
+from dsmexp.studies.sampling.claims import claims
+from dsmexp.studies.sampling.figures import figure10, figure11
+from dsmexp.studies.sampling.numbers import EXACT, STUDY_LOSSES, STUDY_SAMPLERS, Cell, load_cells
+
+QUALITY_KEYS = ("mmd2_h0.5", "mmd2_h1", "mmd2_h2", "w2", "w2_sliced", "energy", "ksd", "weight_0",
+                "modes_covered")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def _pm(cell: Cell, key: str) -> str:
+    mean, se = cell.mean.get(key), cell.se.get(key)
+    if mean is None:
+        return "-"
+    return f"{mean:.3g}" + (f" ± {se:.2g}" if se is not None else "")
+
+
+def report_text(cells: dict[tuple[str, str], Cell], esm: dict[str, float], figures: list[str],
+                preamble: list[str]) -> str:
+    columns = [EXACT, *(loss for loss in STUDY_LOSSES if loss in esm)]
+    title = {EXACT: "exact score", **{loss: loss_label(loss) for loss in STUDY_LOSSES}}
+    lines = ["# From scores to samples: the toy of Song & Ermon (2019), exact and learned scores", "",
+             *preamble, "", "## Claims", ""]
+    lines += _table(["claim", "paper or seed says", "rule (fixed before the runs)", "numbers", "verdict"],
+                    [[c.claim, c.source, c.rule, c.numbers, f"**{c.verdict}**" if c.verdict != "supported"
+                      else c.verdict] for c in claims(cells, esm)])
+    lines += ["## Mode weights", "", "Fraction of samples at the (5, 5) component (true 0.8), mean ± "
+              "standard error over the sampler seeds:", ""]
+    lines += _table(["sampler", *(title[c] for c in columns)],
+                    [[s, *(_pm(cells[(s, c)], "weight_0") if (s, c) in cells else "-" for c in columns)]
+                     for s in STUDY_SAMPLERS])
+    lines += ["Final esm_rel at the smallest level (sigma = 1) of each objective's network: " + ", ".join(
+        f"{title[loss]} {esm[loss]:.4f}" for loss in columns[1:]), "", "## Quality", ""]
+    for sampler in STUDY_SAMPLERS:
+        present = [c for c in columns if (sampler, c) in cells]
+        if not present:
+            continue
+        lines += [f"**{sampler}**", ""]
+        lines += _table(["score", *QUALITY_KEYS],
+                        [[title[c], *(_pm(cells[(sampler, c)], k) for k in QUALITY_KEYS)] for c in present])
+    lines += ["## Figures", "", *(f"![{name}]({name}.png)" for name in figures), ""]
+    return "\n".join(lines)
+
+
+def build_report(sweep_dir: Path, out: Path, preamble: list[str]) -> Path:
+    cells, esm = load_cells(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [figure10(cells, out), figure11(cells, out)] if cells else []
+    path = out / "report.md"
+    path.write_text(report_text(cells, esm, figures, preamble))
+    return path
