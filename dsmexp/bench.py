@@ -49,9 +49,10 @@ SIGMA, N, HIDDEN, HIDDEN_3 = 0.01, 1000, [16, 32], [16, 32, 32]
 M_PAPER = 500
 LOSSES = tuple(n for n, o in OBJECTIVES.items() if not o.multiscale_only)  # each trained alone at one sigma
 SCALES = {"full": {"m": M_PAPER, "by_m": (1, 10, 100, 500), "by_d": (2, 8, 32, 128), "d_m": 50,
-                   "by_loss_d": (2, 8, 32, 128, 512), "ms_m": 50, "ms_levels": 10},
+                   "by_loss_d": (2, 8, 32, 128, 512), "ms_m": 50, "ms_levels": 10, "sample_n": 10_000,
+                   "sample_steps": 1000},
           "smoke": {"m": 10, "by_m": (1, 10), "by_d": (2, 8), "d_m": 5, "by_loss_d": (2, 8), "ms_m": 2,
-                    "ms_levels": 3}}
+                    "ms_levels": 3, "sample_n": 100, "sample_steps": 20}}
 
 
 def naive_step(model: ScoreMLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, eps: torch.Tensor,
@@ -293,6 +294,42 @@ def multiscale_table(device: torch.device, repeats: int, scale: dict) -> dict:
             "multiscale_ism_over_dsm": table["ism"] / table["dsm"]}
 
 
+def sampling_table(device: torch.device, scale: dict) -> dict:
+    """Sampling throughput: Langevin on the paper network (ScoreMLP 2-16-32-2 tanh) and annealed Langevin
+    on the experiment=multiscale network, n points for `steps` steps (noise drawn inside), seconds and
+    points x steps per second; a step is one score call on all n points."""
+    from dsmexp.core.conditioning import ConditionalMLP, NoiseConditional
+    from dsmexp.core.samplers import SAMPLERS, geometric_sigmas
+
+    n, steps = scale["sample_n"], scale["sample_steps"]
+    torch.manual_seed(0)
+    paper = ScoreMLP(2, HIDDEN, "tanh").to(device)
+    conditional = NoiseConditional(ConditionalMLP(2, [64, 64], "tanh")).to(device)
+    runs = {
+        "langevin_paper_net": ("langevin", lambda z, sigma: paper(z), {"steps": steps, "step_size": 1e-3,
+                                                                       "sigma": SIGMA}),
+        "annealed_langevin_multiscale_net": ("annealed_langevin", conditional,
+                                             {"sigmas": geometric_sigmas(1.0, 0.01, 10), "eps": 1e-5,
+                                              "steps_per_level": steps // 10}),
+    }
+    out = {}
+    for name, (sampler, score, settings) in runs.items():
+        gen = torch.Generator(device=device).manual_seed(0)
+        x0 = torch.randn((n, 2), generator=gen, device=device)
+        with torch.no_grad():
+            warm = settings | {"steps": 2, "steps_per_level": 2}
+            SAMPLERS[sampler].fn(score, x0[:64], warm, gen, lambda k: None)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            SAMPLERS[sampler].fn(score, x0, settings, gen, lambda k: None)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        out[name] = {"seconds": seconds, "points_x_steps_per_s": n * steps / seconds}
+    return {"sampling": out, "sampling_config": {"n": n, "steps": steps}}
+
+
 def speed_checks(tables: dict, dim: int) -> dict:
     """The ratios the speed targets are stated in, at dimension dim."""
     two, three = tables["ms_by_loss_d"], tables["ms_by_loss_d_3layer"]
@@ -336,6 +373,10 @@ def print_report(result: dict) -> None:
     print(f"\nms/step across a noise schedule (experiment=multiscale, N={ms['N']}, M={ms['M']}, "
           f"L={ms['levels']}, d=2, trained alone):  "
           + "  ".join(f"{loss}: {v:.1f}" for loss, v in result["ms_multiscale"].items()))
+    sampled = result["sampling_config"]
+    print(f"\nsampling {sampled['n']} points for {sampled['steps']} steps:  " + "  ".join(
+        f"{name}: {v['seconds']:.2f} s ({v['points_x_steps_per_s']:.3g} points x steps/s)"
+        for name, v in result["sampling"].items()))
     checks = result["speed_checks"]
     print(f"\nat d={checks['d']}: " + ", ".join(f"{k} {v:.2f}" for k, v in checks.items() if k != "d")
           + f"; multi-scale ism_over_dsm {result['multiscale_ism_over_dsm']:.2f}")
@@ -376,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     result |= scaling_tables(device, chunk, args.repeats, scale)
     result |= loss_tables(device, chunk, args.repeats, scale)
     result |= multiscale_table(device, args.repeats, scale)
+    result |= sampling_table(device, scale)
     result["speed_checks"] = speed_checks(result, scale["by_loss_d"][-1])
     result["bench_seconds"] = time.perf_counter() - started
     print_report(result)
