@@ -126,3 +126,20 @@ def test_the_probability_flow_ode_maps_the_gaussian_exactly():
     assert calls > 0
     denoised, _ = run("pf_ode", x0, sigmas=[10.0, 0.1], denoise=True)
     torch.testing.assert_close(denoised, out * (1 - 0.01 / 1.01), rtol=1e-4, atol=1e-5)
+
+
+def test_the_probability_flow_log_likelihood_of_a_gaussian_is_exact():
+    """N(0, I) data: s = -z / (1 + sigma^2), div s = -d / (1 + sigma^2); the ODE gives log q_{sigma_min}
+    of N(0, (1 + sigma_min^2) I) to the solver's tolerance, from the exact end density at sigma_max."""
+    from dsmexp.core.likelihood import pf_ode_log_likelihood
+
+    def gauss_log(z, var):
+        return -0.5 * (z * z).sum(1) / var - z.shape[1] / 2 * math.log(2 * math.pi * var)
+
+    def score_and_div(z, sigma):
+        return -z / (1 + sigma[:, None] ** 2), -z.shape[1] / (1 + sigma**2)
+
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2
+    got = pf_ode_log_likelihood(score_and_div, x, 0.1, 10.0, lambda z: gauss_log(z, 1 + 100.0), rtol=1e-7,
+                                atol=1e-7)
+    torch.testing.assert_close(got, gauss_log(x, 1 + 0.01), rtol=1e-5, atol=1e-5)

@@ -71,6 +71,9 @@ def test_every_sampler_samples_a_trained_run_beside_its_files(toy):
         with np.load(npz) as f:
             assert f["samples"].shape == (2, 200, 2) and f["data"].shape == (2000, 2)
         assert np.isfinite(got["mean"]["w2"]) and got["mean"]["modes_covered"] >= 1
+        like = got["likelihood"]  # the ODE log-likelihood against the exact log density, at sigma_min
+        assert like["points"] == 500 and np.isfinite(like["pf_ode_loglik"]) and like["sigma_min"] == 1.0
+        assert like["gap"] == pytest.approx(like["exact_loglik"] - like["pf_ode_loglik"])
     assert before == {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
     again = sample(f"run={run}", "sampler=pc", "n=200", "seeds=2", "sampler.steps=50",
                    "sampler.steps_per_level=5", cwd=toy)

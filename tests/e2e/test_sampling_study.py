@@ -15,8 +15,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 def study(cwd):
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "dsmexp.studies.sampling.make", "--profile", "smoke",
-                           "--launcher", "basic"], cwd=cwd, env=env, capture_output=True, text=True, timeout=280)
+    command = [sys.executable, "-m", "dsmexp.studies.sampling.make", "--profile", "smoke", "--launcher",
+               "basic"]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=280)
 
 
 def test_the_sampling_study_at_the_smoke_profile(tmp_path):
@@ -27,7 +28,7 @@ def test_the_sampling_study_at_the_smoke_profile(tmp_path):
     for claim in ("annealed Langevin recovers the mixture weights", "lower exact Fisher divergence",
                   "never samples better than the exact score"):
         assert claim in report
-    assert report.count("| pc |") == 1 and "| exact score |" in report
+    assert report.count("| pc |") == 1 and "| exact score |" in report and "ODE log-likelihood" in report
     assert (out / "figure10.png").stat().st_size > 10_000 and (out / "figure11.png").exists()
     samples = list((tmp_path / "outputs" / "sweeps" / "sampling-smoke").glob("*/samples/*/quality.json"))
     assert len(samples) == 5 * 5 + 5

@@ -35,16 +35,19 @@ def final_esm_rel(run_dir: Path) -> float:
     return float(last.sort_values("sigma")["esm_rel"].iloc[0])
 
 
-def load_cells(sweep_dir: Path) -> tuple[dict[tuple[str, str], Cell], dict[str, float]]:
-    """{(sampler, score column): Cell} and {loss: final esm_rel at sigma_min} of the sweep's runs."""
-    cells, esm = {}, {}
+def load_cells(sweep_dir: Path) -> tuple[dict[tuple[str, str], Cell], dict[str, float], dict[str, dict]]:
+    """{(sampler, score column): Cell}, {loss: final esm_rel at sigma_min} and {loss: quality.json's
+    probability-flow likelihood} of the sweep's runs."""
+    cells, esm, likelihoods = {}, {}, {}
     for run in load_runs(sweep_dir):
         loss = run.loss
         esm[loss] = final_esm_rel(run.run_dir)
         for quality in sorted((run.run_dir / "samples").glob("*/quality.json")):
             report = json.loads(quality.read_text())
             column = EXACT if report["score"] == "exact" else loss
+            if report.get("likelihood") and column != EXACT:
+                likelihoods[loss] = report["likelihood"]
             with np.load(quality.parent / "samples.npz") as f:
                 key = (report["settings"]["name"], column)
                 cells[key] = Cell(report["mean"], report["se"], f["samples"][0], f["data"])
-    return cells, esm
+    return cells, esm, likelihoods

@@ -27,8 +27,8 @@ def _pm(cell: Cell, key: str) -> str:
     return f"{mean:.3g}" + (f" ± {se:.2g}" if se is not None else "")
 
 
-def report_text(cells: dict[tuple[str, str], Cell], esm: dict[str, float], figures: list[str],
-                preamble: list[str]) -> str:
+def report_text(cells: dict[tuple[str, str], Cell], esm: dict[str, float], likelihoods: dict[str, dict],
+                figures: list[str], preamble: list[str]) -> str:
     columns = [EXACT, *(loss for loss in STUDY_LOSSES if loss in esm)]
     title = {EXACT: "exact score", **{loss: loss_label(loss) for loss in STUDY_LOSSES}}
     lines = ["# From scores to samples: the toy of Song & Ermon (2019), exact and learned scores", "",
@@ -42,7 +42,17 @@ def report_text(cells: dict[tuple[str, str], Cell], esm: dict[str, float], figur
                     [[s, *(_pm(cells[(s, c)], "weight_0") if (s, c) in cells else "-" for c in columns)]
                      for s in STUDY_SAMPLERS])
     lines += ["Final esm_rel at the smallest level (sigma = 1) of each objective's network: " + ", ".join(
-        f"{title[loss]} {esm[loss]:.4f}" for loss in columns[1:]), "", "## Quality", ""]
+        f"{title[loss]} {esm[loss]:.4f}" for loss in columns[1:]), ""]
+    if likelihoods:
+        first = next(iter(likelihoods.values()))
+        lines += [f"Probability-flow ODE log-likelihood of {first['points']} held-out data points at "
+                  f"sigma = {first['sigma_min']:g}, with each network's exact divergence and the exact log q "
+                  f"at sigma = {first['sigma_max']:g} (mean per point), against the exact log density of the "
+                  "same points:", ""]
+        lines += _table(["objective", "ODE log-likelihood", "exact", "gap (exact - ODE)"],
+                        [[title[loss], f"{v['pf_ode_loglik']:.4f}", f"{v['exact_loglik']:.4f}",
+                          f"{v['gap']:.4f} ± {v['gap_se']:.2g}"] for loss, v in likelihoods.items()])
+    lines += ["## Quality", ""]
     for sampler in STUDY_SAMPLERS:
         present = [c for c in columns if (sampler, c) in cells]
         if not present:
@@ -55,9 +65,9 @@ def report_text(cells: dict[tuple[str, str], Cell], esm: dict[str, float], figur
 
 
 def build_report(sweep_dir: Path, out: Path, preamble: list[str]) -> Path:
-    cells, esm = load_cells(sweep_dir)
+    cells, esm, likelihoods = load_cells(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = [figure10(cells, out), figure11(cells, out)] if cells else []
     path = out / "report.md"
-    path.write_text(report_text(cells, esm, figures, preamble))
+    path.write_text(report_text(cells, esm, likelihoods, figures, preamble))
     return path
