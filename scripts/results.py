@@ -1,9 +1,10 @@
 """Regenerate the published results under docs/results/: the paper profile (seed 0) and the quick
 profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv, the
-dimension study at its quick profile (report.md, Figures 5-7, runs.csv) and the multi-scale study at its
-quick profile (report.md, Figures 8-9, runs.csv).
+dimension study at its quick profile (report.md, Figures 5-7, runs.csv), the multi-scale study at its
+quick profile (report.md, Figures 8-9, runs.csv) and the sampling study (report.md, Figures 10-11,
+runs.csv).
 
-    make results                     # all four; runs only what is not trained yet (about 80 min on 2 cores)
+    make results                     # all five; runs only what is not trained yet (about 90 min on 2 cores)
     python scripts/results.py --only quick
 
 Run it from a checkout at one commit: every report records the commit it was drawn at and the commits
@@ -138,7 +139,29 @@ def publish_multiscale(launcher: str) -> int:
     return code
 
 
-STUDIES = {"dimension": publish_dimension, "multiscale": publish_multiscale}
+def publish_sampling(launcher: str) -> int:
+    """`make sampling PROFILE=quick` (finished runs and samples are reused), copied to docs/results."""
+    cmd = [sys.executable, "-m", "dsmexp.studies.sampling.make", "--profile", "quick", "--launcher", launcher]
+    print(f"== sampling: {' '.join(cmd[1:])}", flush=True)
+    code = subprocess.run(cmd).returncode
+    sweep_dir = Path("outputs") / "sweeps" / "sampling-quick"
+    drawn = Path("outputs") / "figures" / "sampling-quick"
+    target = ROOT / "docs" / "results" / "sampling"
+    target.mkdir(parents=True, exist_ok=True)
+    for png in sorted(drawn.glob("figure*.png")):
+        shutil.copyfile(png, target / png.name)
+    runs = load_runs(sweep_dir)
+    commits = ", ".join(f"`{c}`" for c in sorted({str(r.summary.get("commit")) for r in runs}))
+    report = (drawn / "report.md").read_text().splitlines()
+    report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only sampling`); report "
+                   f"drawn at commit `{source_commit()}`, runs trained at {commits}."]
+    (target / "report.md").write_text("\n".join(report) + "\n")
+    shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
+    print(f"{target}: report.md, figures, runs.csv", flush=True)
+    return code
+
+
+STUDIES = {"dimension": publish_dimension, "multiscale": publish_multiscale, "sampling": publish_sampling}
 
 
 def main(argv: list[str] | None = None) -> int:
