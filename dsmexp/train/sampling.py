@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from dsmexp.config.schedule import multiscale
 from dsmexp.core import quality as q
 from dsmexp.core.conditioning import build_conditional
-from dsmexp.core.datasets import GaussianMixture, build_dataset
+from dsmexp.core.datasets import Dataset, GaussianMixture, build_dataset
 from dsmexp.core.networks import build_model
 from dsmexp.core.reference import reference_score
 from dsmexp.core.samplers import SAMPLERS, geometric_sigmas, initial_points
@@ -45,7 +45,7 @@ class Target:
     """What a sampler needs from a run: its dataset, its config, and its network (None for score=exact)."""
 
     cfg: DictConfig
-    dataset: object
+    dataset: Dataset
     model: torch.nn.Module | None
     multiscale: bool
 
@@ -101,7 +101,8 @@ def settings(sample: DictConfig, target: Target) -> dict:
         if target.model is not None and not target.multiscale and s["sigma"] != cfg.sigma:
             raise ConfigError(f"sampler.sigma={s['sigma']}: the network of {sample.run} is the score at "
                               f"sigma = {cfg.sigma} only")
-        s["sigma_max"] = s["sigma_max"] or 1.0
+        if s["sigma_max"] is None:  # the scale of init=gaussian
+            s["sigma_max"] = float(schedule.sigma_max) if schedule else 1.0
     return s
 
 

@@ -5,10 +5,11 @@ untouched, a second call keeping the first's files), and bad input as one line b
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,20 @@ TOY = ["experiment=ncsn_toy", "steps=40", "noise_samples=2", "eval_every=20", "d
 
 
 def sample(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dsmexp.sample", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=240)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dsmexp.sample {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stderr[-3000:]}")
+    """`python -m dsmexp.sample ARGS` in this process (its interpreter start-up is all a subprocess would
+    add; the sweep's runs are trained by real subprocesses): exit status and stderr."""
+    from dsmexp import sample as command
+
+    err, here = io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stderr(err):
+            code = command.main(list(args))
+    finally:
+        os.chdir(here)
+    proc = subprocess.CompletedProcess(["dsmexp.sample", *args], code, "", err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"dsmexp.sample {' '.join(args)} exited {code}:\n{proc.stderr[-3000:]}")
     return proc
 
 
