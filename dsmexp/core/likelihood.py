@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from dsmexp.core.samplers import ode_options
+
 # score_and_div(z (n, d), sigma (n,)) -> (s (n, d), div s (n,))
 ScoreAndDiv = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
@@ -37,5 +39,6 @@ def pf_ode_log_likelihood(score_and_div: ScoreAndDiv, x: Tensor, sigma_min: floa
 
     start = torch.cat([x.double(), torch.zeros(n, 1, dtype=torch.float64, device=x.device)], 1)
     span = torch.tensor([sigma_min, sigma_max], dtype=torch.float64, device=x.device).log()
-    end = odeint(drift, start, span, method=method, rtol=rtol, atol=atol)[-1]
+    end = odeint(drift, start, span, method=method, rtol=rtol, atol=atol,
+                 options=ode_options(method, span))[-1]
     return end_log_density(end[:, :-1]) - end[:, -1]

@@ -125,8 +125,19 @@ def pf_ode(score: Score, x: Tensor, s: dict, gen: torch.Generator, progress: Pro
 
     # in log sigma: dopri5 steps past the end and interpolates back, and sigma must stay > 0 there
     span = torch.tensor([s["sigmas"][0], s["sigmas"][-1]], dtype=torch.float64, device=x.device).log()
-    out = odeint(drift, x.double(), span, method=s["method"], rtol=s["rtol"], atol=s["atol"])[-1]
+    out = odeint(drift, x.double(), span, method=s["method"], rtol=s["rtol"], atol=s["atol"],
+                 options=ode_options(s["method"], span))[-1]
     return _denoise(score, out.to(dtype), s, progress)
+
+
+FIXED_GRID = ("euler", "midpoint", "rk4")
+
+
+def ode_options(method: str, span: Tensor) -> dict:
+    """torchdiffeq options: a first step of 1/50 of the span (its own guess starts from |f| and, where the
+    drift is small at the start, tries a step that overflows exp(log sigma)), 1/100 for a fixed grid."""
+    length = float((span[1] - span[0]).abs())
+    return {"step_size": length / 100} if method in FIXED_GRID else {"first_step": length / 50}
 
 
 SAMPLERS: dict[str, Sampler] = {

@@ -198,7 +198,11 @@ def sample_run(sample: DictConfig) -> Path:
                             f"{sample.score} score")
         started = time.perf_counter()
         with torch.no_grad():
-            x = sampler.fn(score, x0, s, gen, progress).double().numpy()
+            try:
+                x = sampler.fn(score, x0, s, gen, progress).double().numpy()
+            except AssertionError as err:  # torchdiffeq's step-size control gave up
+                raise ConfigError(f"sampler={s['name']}: the ODE solver failed on {run_dir} ({err}); try "
+                                  "sampler.method=rk4, or a looser sampler.rtol / sampler.atol") from None
         progress.finish()
         seconds.append(time.perf_counter() - started)
         data_score = reference_score(dataset, x[:2000], 0.0) if np.isfinite(x).all() else None

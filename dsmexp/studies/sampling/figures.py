@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib import pyplot as plt
 
 from dsmexp.studies.plotting import legend_below, loss_label
@@ -25,11 +26,20 @@ def _save(fig, out: Path, name: str) -> str:
     return name
 
 
-def figure10(cells: dict[tuple[str, str], Cell], out: Path) -> str:
+def _limits(cells: dict[tuple[str, str], Cell]) -> tuple[float, float]:
+    """A square window around the data: its 0.5-99.5% range, widened by half."""
+    data = next(iter(cells.values())).data
+    lo, hi = np.percentile(data, 0.5), np.percentile(data, 99.5)
+    pad = 0.5 * (hi - lo)
+    return float(lo - pad), float(hi + pad)
+
+
+def figure10(cells: dict[tuple[str, str], Cell], out: Path, name: str = "figure10", title: str = "") -> str:
     columns = [EXACT, *(loss for loss in STUDY_LOSSES if any(c == loss for _, c in cells))]
     rows = [s for s in STUDY_SAMPLERS if any(r == s for r, _ in cells)]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.2 * len(columns), 2.2 * len(rows)),
                              sharex=True, sharey=True, squeeze=False)
+    window = _limits(cells)
     for i, sampler in enumerate(rows):
         for j, column in enumerate(columns):
             ax = axes[i][j]
@@ -38,8 +48,8 @@ def figure10(cells: dict[tuple[str, str], Cell], out: Path) -> str:
                 ax.scatter(*cell.data[:1000].T, s=1, c="0.8", rasterized=True)
                 ax.scatter(*cell.samples[:1000].T, s=1, c=SAMPLER_COLOURS[sampler], rasterized=True)
                 ax.set_title(f"w(5,5) = {cell.mean.get('weight_0', float('nan')):.2f}", fontsize=8)
-            ax.set_xlim(-12, 12)
-            ax.set_ylim(-12, 12)
+            ax.set_xlim(*window)
+            ax.set_ylim(*window)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
@@ -47,16 +57,17 @@ def figure10(cells: dict[tuple[str, str], Cell], out: Path) -> str:
                 ax.xaxis.set_label_position("top")
             if j == 0:
                 ax.set_ylabel(sampler, fontsize=9)
-    fig.suptitle("Figure 10: samples (first sampler seed) from the exact and the learned scores; data in "
-                 "grey")
-    return _save(fig, out, "figure10")
+    fig.suptitle(f"Figure 10{title}: samples (first sampler seed) from the exact and the learned scores; "
+                 "data in grey")
+    return _save(fig, out, name)
 
 
-def figure11(cells: dict[tuple[str, str], Cell], out: Path) -> str:
+def figure11(cells: dict[tuple[str, str], Cell], out: Path, name: str = "figure11", title: str = "") -> str:
     losses = [loss for loss in STUDY_LOSSES if any(c == loss for _, c in cells)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in ((axes[0], "mmd2_h1", "MMD^2 (median-heuristic bandwidth)"),
-                           (axes[1], "weight_error", "largest mode-weight error")):
+    mixture = any("weight_error" in c.mean for c in cells.values())
+    second = ("weight_error", "largest mode-weight error") if mixture else ("w2", "exact W2")
+    for ax, key, panel in ((axes[0], "mmd2_h1", "MMD^2 (median-heuristic bandwidth)"), (axes[1], *second)):
         for sampler in STUDY_SAMPLERS:
             points = [(k, cells[(sampler, loss)]) for k, loss in enumerate(losses)
                       if (sampler, loss) in cells]
@@ -70,9 +81,9 @@ def figure11(cells: dict[tuple[str, str], Cell], out: Path) -> str:
             if exact is not None:
                 ax.axhline(exact.mean.get(key), color=colour, linestyle="--", linewidth=1)
         ax.set_xticks(range(len(losses)), [loss_label(loss) for loss in losses])
-        ax.set_title(title)
+        ax.set_title(panel)
         ax.set_yscale("log")
     legend_below(fig, axes)
-    fig.suptitle("Figure 11: sample quality per objective (bars: one standard error over sampler seeds; "
-                 "dashed: the exact score)")
-    return _save(fig, out, "figure11")
+    fig.suptitle(f"Figure 11{title}: sample quality per objective (bars: one standard error over sampler "
+                 "seeds; dashed: the exact score)")
+    return _save(fig, out, name)

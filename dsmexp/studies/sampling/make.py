@@ -20,7 +20,8 @@ from dsmexp.config.compose import compose_sample
 from dsmexp.errors import DsmexpError
 from dsmexp.records.sweeps import load_runs
 from dsmexp.studies.dimension.make import check_jobs, csv, dsmexp, launcher_overrides
-from dsmexp.studies.sampling.numbers import STUDY_LOSSES, STUDY_SAMPLERS
+from dsmexp.studies.sampling.claims import ANNEALED
+from dsmexp.studies.sampling.numbers import STUDY_LOSSES, STUDY_SAMPLERS, diffusion_groups, toy_group
 from dsmexp.studies.sampling.report import build_report
 from dsmexp.train.sampling import sample_run, target_problem
 
@@ -30,6 +31,12 @@ PROFILES = {
     "smoke": (["steps=40", "noise_samples=2", "eval_every=20", "diagnostics_every=10", "profile_name=smoke"],
               ["n=200", "seeds=2", "data_n=500", "sampler.steps=50", "sampler.steps_per_level=5"]),
 }
+# the diffusion-regime runs (the multi-scale study's sweep at the same profile, when it is there): the
+# annealed samplers only, NCSN's eps = 2e-5 for sigma_L = 0.01 (Song & Ermon 2019, Sec. 5), 500 reverse
+# steps, two sampler seeds (the half-moon's exact score is a quadrature, about 70 ms a call here)
+DIFFUSION = {"quick": ["n=1000", "seeds=2", "sampler.eps=2e-5", "sampler.steps=500"],
+             "smoke": ["n=200", "seeds=2", "data_n=500", "sampler.eps=2e-5", "sampler.steps=50",
+                       "sampler.steps_per_level=5"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES))
     parser.add_argument("--launcher", default="auto", choices=("auto", "basic", "joblib", "submitit_local"))
     parser.add_argument("--out", type=Path, help="default: outputs/figures/sampling-<profile>")
+    parser.add_argument("--diffusion", type=Path, help="the multi-scale study's sweep to sample too "
+                        "(default: outputs/sweeps/multiscale-<profile>, when it exists)")
     args = parser.parse_args(argv)
     train, sampling = PROFILES[args.profile]
     sweep_dir = Path("outputs") / "sweeps" / f"sampling-{args.profile}"
@@ -50,14 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     trained = dsmexp(*common, f"loss={csv(STUDY_LOSSES)}")
     runs = sorted((r for r in load_runs(sweep_dir) if r.status == "completed"), key=lambda r: r.loss)
-    jobs = [(run, sampler, "model") for run in runs for sampler in STUDY_SAMPLERS]
-    jobs += [(runs[0], sampler, "exact") for sampler in STUDY_SAMPLERS] if runs else []
+    jobs = [(run, sampler, "model", sampling) for run in runs for sampler in STUDY_SAMPLERS]
+    jobs += [(runs[0], sampler, "exact", sampling) for sampler in STUDY_SAMPLERS] if runs else []
+    diffusion_dir = args.diffusion or Path("outputs") / "sweeps" / f"multiscale-{args.profile}"
+    groups = diffusion_groups(diffusion_dir) if diffusion_dir.is_dir() else []
+    for group in groups:
+        settings = DIFFUSION[args.profile]
+        jobs += [(run, sampler, "model", settings) for run in group.runs for sampler in ANNEALED]
+        jobs += [(group.runs[0], sampler, "exact", settings) for sampler in ANNEALED]
     load_before = os.getloadavg()[0]
     sampled = time.perf_counter()
     try:
         cfgs = []
-        for run, sampler, score in jobs:  # every sample's settings checked before any sampling
-            cfg = compose_sample(str(run.run_dir), [f"sampler={sampler}", f"score={score}", *sampling])
+        for run, sampler, score, overrides in jobs:  # every sample's settings checked before any sampling
+            cfg = compose_sample(str(run.run_dir), [f"sampler={sampler}", f"score={score}", *overrides])
             target_problem(cfg)
             cfgs.append(cfg)
         for k, cfg in enumerate(cfgs, 1):
@@ -69,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     sampling_s = time.perf_counter() - sampled
     train_s = sum(float(r.summary.get("wall_time_s") or 0) for r in runs)
     sampled_s = sum(sum(json.loads(path.read_text())["seconds"])
-                    for path in sweep_dir.glob("*/samples/*/quality.json"))
+                    for run in {j[0].run_dir: j[0] for j in jobs}.values()
+                    for path in (run.run_dir / "samples").glob("*/quality.json"))
     out = args.out or Path("outputs") / "figures" / f"sampling-{args.profile}"
     preamble = [
         "The mixture 0.8 N((5, 5), I) + 0.2 N((-5, -5), I) (Song & Ermon 2019, Sec. 3.2.2; "
@@ -88,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(1-minute load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; finished samples are kept); "
         f"training {len(runs)} runs, {train_s / 60:.1f} min summed over the runs.",
     ]
-    report = build_report(sweep_dir, out, preamble)
+    if groups:
+        preamble += ["", "The diffusion-regime runs: the multi-scale study's 2-D runs at seed 0 on its "
+                     f"schedule from 1 to 0.01 ({diffusion_dir}), each objective's network and the exact "
+                     "score, with the annealed samplers only, settings "
+                     f"`{' '.join(DIFFUSION[args.profile])}`."]
+    report = build_report(toy_group(sweep_dir), groups, out, preamble)
     print(f"{report}: Figures 10-11 and the claims table, {time.perf_counter() - started:.0f} s in all")
     if not trained:
         print("some training jobs failed: see the sweep's runs.csv", file=sys.stderr)

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from dsmexp.records.levels_file import load_levels
-from dsmexp.records.sweeps import load_runs
+from dsmexp.records.sweeps import Run, load_runs
 
 STUDY_LOSSES = ("dsm", "dsm_s", "ism", "hybrid", "ssm_vr")
 STUDY_SAMPLERS = ("langevin", "annealed_langevin", "reverse_sde", "pf_ode", "pc")
 EXACT = "exact"  # the column of the exact score beside the objectives
+DIFFUSION_SIGMA_MIN = 0.01  # of the multi-scale study's two schedules, the one its samplers walk
 
 
 @dataclass
@@ -35,11 +36,33 @@ def final_esm_rel(run_dir: Path) -> float:
     return float(last.sort_values("sigma")["esm_rel"].iloc[0])
 
 
-def load_cells(sweep_dir: Path) -> tuple[dict[tuple[str, str], Cell], dict[str, float], dict[str, dict]]:
+@dataclass
+class Group:
+    """The runs of one dataset and schedule, one per objective, and everything sampled from them."""
+
+    title: str
+    runs: list[Run]
+
+
+def toy_group(sweep_dir: Path) -> Group:
+    return Group("the toy (ncsn_toy: sigma from 20 to 1)", load_runs(sweep_dir))
+
+
+def diffusion_groups(sweep_dir: Path) -> list[Group]:
+    """The diffusion-regime study's 2-D runs at seed 0 on its schedule from 1 to 0.01, per dataset."""
+    runs = [r for r in load_runs(sweep_dir) if r.status == "completed" and r.seed == 0
+            and r.config["dataset"].get("dim", 2) == 2
+            and r.config["schedule"]["sigma_min"] == DIFFUSION_SIGMA_MIN]
+    names = sorted({r.config["dataset"]["name"] for r in runs})
+    return [Group(f"{name} (the multi-scale study's runs, seed 0, sigma from 1 to {DIFFUSION_SIGMA_MIN:g})",
+                  [r for r in runs if r.config["dataset"]["name"] == name]) for name in names]
+
+
+def load_cells(runs: list[Run]) -> tuple[dict[tuple[str, str], Cell], dict[str, float], dict[str, dict]]:
     """{(sampler, score column): Cell}, {loss: final esm_rel at sigma_min} and {loss: quality.json's
-    probability-flow likelihood} of the sweep's runs."""
+    probability-flow likelihood} of a group's runs."""
     cells, esm, likelihoods = {}, {}, {}
-    for run in load_runs(sweep_dir):
+    for run in runs:
         loss = run.loss
         esm[loss] = final_esm_rel(run.run_dir)
         for quality in sorted((run.run_dir / "samples").glob("*/quality.json")):

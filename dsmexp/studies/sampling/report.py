@@ -9,7 +9,7 @@ from pathlib import Path
 from dsmexp.studies.plotting import loss_label
 from dsmexp.studies.sampling.claims import claims
 from dsmexp.studies.sampling.figures import figure10, figure11
-from dsmexp.studies.sampling.numbers import EXACT, STUDY_LOSSES, STUDY_SAMPLERS, Cell, load_cells
+from dsmexp.studies.sampling.numbers import EXACT, STUDY_LOSSES, STUDY_SAMPLERS, Cell, Group, load_cells
 
 QUALITY_KEYS = ("mmd2_h0.5", "mmd2_h1", "mmd2_h2", "w2", "w2_sliced", "energy", "ksd", "weight_0",
                 "modes_covered")
@@ -27,32 +27,53 @@ def _pm(cell: Cell, key: str) -> str:
     return f"{mean:.3g}" + (f" ± {se:.2g}" if se is not None else "")
 
 
-def report_text(cells: dict[tuple[str, str], Cell], esm: dict[str, float], likelihoods: dict[str, dict],
-                figures: list[str], preamble: list[str]) -> str:
+def _likelihood_table(likelihoods: dict[str, dict], title: dict[str, str]) -> list[str]:
+    if not likelihoods:
+        return []
+    first = next(iter(likelihoods.values()))
+    lines = [f"Probability-flow ODE log-likelihood of {first['points']} held-out data points at "
+             f"sigma = {first['sigma_min']:g}, with each network's exact divergence and the exact log q "
+             f"at sigma = {first['sigma_max']:g} (mean per point), against the exact log density of the "
+             "same points:", ""]
+    return lines + _table(["objective", "ODE log-likelihood", "exact", "gap (exact - ODE)"],
+                          [[title[loss], f"{v['pf_ode_loglik']:.4f}", f"{v['exact_loglik']:.4f}",
+                            f"{v['gap']:.4f} ± {v['gap_se']:.2g}"] for loss, v in likelihoods.items()])
+
+
+def _group_section(group: Group, cells: dict, esm: dict, likelihoods: dict, title: dict) -> list[str]:
+    """A diffusion-regime group: MMD^2 and W2 per sampler and score, the distance at sigma_min."""
+    columns = [EXACT, *(loss for loss in STUDY_LOSSES if loss in esm)]
+    samplers = [s for s in STUDY_SAMPLERS if any((s, c) in cells for c in columns)]
+    lines = [f"## {group.title}", "",
+             "mmd2_h1 / w2 per sampler (mean ± standard error over the sampler seeds) and each network's "
+             "final esm_rel at sigma_min:", ""]
+    lines += _table(["score", "esm_rel at sigma_min", *samplers],
+                    [[title[c], "-" if c == EXACT else f"{esm[c]:.4f}",
+                      *(f"{_pm(cells[(s, c)], 'mmd2_h1')} / {_pm(cells[(s, c)], 'w2')}" if (s, c) in cells
+                        else "-" for s in samplers)] for c in columns])
+    return lines + _likelihood_table(likelihoods, title)
+
+
+def report_text(toy: tuple, others: list[tuple], figures: list[str], preamble: list[str]) -> str:
+    """toy: (cells, esm, likelihoods); others: (Group, cells, esm, likelihoods) per diffusion group."""
+    cells, esm, likelihoods = toy
     columns = [EXACT, *(loss for loss in STUDY_LOSSES if loss in esm)]
     title = {EXACT: "exact score", **{loss: loss_label(loss) for loss in STUDY_LOSSES}}
-    lines = ["# From scores to samples: the toy of Song & Ermon (2019), exact and learned scores", "",
-             *preamble, "", "## Claims", ""]
+    lines = ["# From scores to samples: the toy of Song & Ermon (2019) and the diffusion-regime runs, exact "
+             "and learned scores", "", *preamble, "", "## Claims", ""]
+    judged = claims(cells, esm, [(g.title, c, e) for g, c, e, _ in others])
     lines += _table(["claim", "paper or seed says", "rule (fixed before the runs)", "numbers", "verdict"],
                     [[c.claim, c.source, c.rule, c.numbers, f"**{c.verdict}**" if c.verdict != "supported"
-                      else c.verdict] for c in claims(cells, esm)])
-    lines += ["## Mode weights", "", "Fraction of samples at the (5, 5) component (true 0.8), mean ± "
-              "standard error over the sampler seeds:", ""]
+                      else c.verdict] for c in judged])
+    lines += ["## The toy: mode weights", "", "Fraction of samples at the (5, 5) component (true 0.8), "
+              "mean ± standard error over the sampler seeds:", ""]
     lines += _table(["sampler", *(title[c] for c in columns)],
                     [[s, *(_pm(cells[(s, c)], "weight_0") if (s, c) in cells else "-" for c in columns)]
                      for s in STUDY_SAMPLERS])
     lines += ["Final esm_rel at the smallest level (sigma = 1) of each objective's network: " + ", ".join(
         f"{title[loss]} {esm[loss]:.4f}" for loss in columns[1:]), ""]
-    if likelihoods:
-        first = next(iter(likelihoods.values()))
-        lines += [f"Probability-flow ODE log-likelihood of {first['points']} held-out data points at "
-                  f"sigma = {first['sigma_min']:g}, with each network's exact divergence and the exact log q "
-                  f"at sigma = {first['sigma_max']:g} (mean per point), against the exact log density of the "
-                  "same points:", ""]
-        lines += _table(["objective", "ODE log-likelihood", "exact", "gap (exact - ODE)"],
-                        [[title[loss], f"{v['pf_ode_loglik']:.4f}", f"{v['exact_loglik']:.4f}",
-                          f"{v['gap']:.4f} ± {v['gap_se']:.2g}"] for loss, v in likelihoods.items()])
-    lines += ["## Quality", ""]
+    lines += _likelihood_table(likelihoods, title)
+    lines += ["## The toy: quality", ""]
     for sampler in STUDY_SAMPLERS:
         present = [c for c in columns if (sampler, c) in cells]
         if not present:
@@ -60,14 +81,25 @@ def report_text(cells: dict[tuple[str, str], Cell], esm: dict[str, float], likel
         lines += [f"**{sampler}**", ""]
         lines += _table(["score", *QUALITY_KEYS],
                         [[title[c], *(_pm(cells[(sampler, c)], k) for k in QUALITY_KEYS)] for c in present])
+    for group, g_cells, g_esm, g_like in others:
+        lines += _group_section(group, g_cells, g_esm, g_like, title)
     lines += ["## Figures", "", *(f"![{name}]({name}.png)" for name in figures), ""]
     return "\n".join(lines)
 
 
-def build_report(sweep_dir: Path, out: Path, preamble: list[str]) -> Path:
-    cells, esm, likelihoods = load_cells(sweep_dir)
+def build_report(toy: Group, others: list[Group], out: Path, preamble: list[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    cells, esm, likelihoods = load_cells(toy.runs)
     figures = [figure10(cells, out), figure11(cells, out)] if cells else []
+    loaded = []
+    for group in others:
+        g_cells, g_esm, g_like = load_cells(group.runs)
+        if not g_cells:
+            continue
+        name = group.title.split(" ")[0]
+        figures += [figure10(g_cells, out, f"figure10_{name}", f" ({name})"),
+                    figure11(g_cells, out, f"figure11_{name}", f" ({name})")]
+        loaded.append((group, g_cells, g_esm, g_like))
     path = out / "report.md"
-    path.write_text(report_text(cells, esm, likelihoods, figures, preamble))
+    path.write_text(report_text((cells, esm, likelihoods), loaded, figures, preamble))
     return path
