@@ -90,6 +90,7 @@ def publish(name: str, profile: str, seeds: int, launcher: str) -> int:
 
 def publish_dimension(launcher: str) -> int:
     """`make dimension PROFILE=quick` (finished runs and timing.json are reused), copied to docs/results."""
+    drawn_at = source_commit()  # before this script copies anything into docs/results
     cmd = [sys.executable, "-m", "dsmexp.studies.dimension.make", "--profile", "quick",
            "--launcher", launcher]
     print(f"== dimension: {' '.join(cmd[1:])}", flush=True)
@@ -106,7 +107,7 @@ def publish_dimension(launcher: str) -> int:
     trained = ", ".join(f"`{c}`" for c in commits)
     report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only dimension`); "
                    "report drawn "
-                   f"at commit `{source_commit()}`, runs trained at {trained}."]
+                   f"at commit `{drawn_at}`, runs trained at {trained}."]
     (target / "report.md").write_text("\n".join(report) + "\n")
     shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
     print(f"{target}: report.md, figures, runs.csv", flush=True)
@@ -115,6 +116,7 @@ def publish_dimension(launcher: str) -> int:
 
 def publish_multiscale(launcher: str) -> int:
     """`make multiscale PROFILE=quick` (finished runs and measure.json are reused), copied to docs/results."""
+    drawn_at = source_commit()  # before this script copies anything into docs/results
     cmd = [sys.executable, "-m", "dsmexp.studies.multiscale.make", "--profile", "quick",
            "--launcher", launcher]
     print(f"== multiscale: {' '.join(cmd[1:])}", flush=True)
@@ -130,7 +132,7 @@ def publish_multiscale(launcher: str) -> int:
     train_s = sum(float(r.summary.get("wall_time_s") or 0) for r in runs)
     report = (drawn / "report.md").read_text().splitlines()
     report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only multiscale`); report "
-                   f"drawn at commit `{source_commit()}`, runs trained at {commits}; "
+                   f"drawn at commit `{drawn_at}`, runs trained at {commits}; "
                    f"{training_span(runs) / 60:.1f} min from the first run's start to the last run's end, "
                    f"{train_s / 60:.1f} min of training summed over the {len(runs)} runs."]
     (target / "report.md").write_text("\n".join(report) + "\n")
@@ -141,6 +143,7 @@ def publish_multiscale(launcher: str) -> int:
 
 def publish_sampling(launcher: str) -> int:
     """`make sampling PROFILE=quick` (finished runs and samples are reused), copied to docs/results."""
+    drawn_at = source_commit()  # before this script copies anything into docs/results
     cmd = [sys.executable, "-m", "dsmexp.studies.sampling.make", "--profile", "quick", "--launcher", launcher]
     print(f"== sampling: {' '.join(cmd[1:])}", flush=True)
     code = subprocess.run(cmd).returncode
@@ -154,7 +157,7 @@ def publish_sampling(launcher: str) -> int:
     commits = ", ".join(f"`{c}`" for c in sorted({str(r.summary.get("commit")) for r in runs}))
     report = (drawn / "report.md").read_text().splitlines()
     report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only sampling`); report "
-                   f"drawn at commit `{source_commit()}`, runs trained at {commits}."]
+                   f"drawn at commit `{drawn_at}`, runs trained at {commits}."]
     (target / "report.md").write_text("\n".join(report) + "\n")
     shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
     print(f"{target}: report.md, figures, runs.csv", flush=True)
