@@ -127,12 +127,13 @@ def test_a_requeued_job_resumes_from_its_checkpoints_to_the_uninterrupted_metric
             subprocess.run([*command, job], check=True)
             # Slurm stops the job (SIGTERM, which submitit ignores, then SIGKILL after KillWait) and holds
             # it until its begin time; release it once it is pending.
-            wait_for(lambda j=job: job_field(j, "JobState") == "PENDING", proc, f"{job} pending again")
+            wait_for(lambda j=job: job_field(j, "JobState") == "PENDING" and node_free(), proc,
+                     f"{job} pending again, its old instance gone from the node")
             resumed.append(artifacts.load_checkpoint(run_dir / "checkpoint.pt")["steps_done"])
             killed_at = rows(run_dir)
             assert resumed[-2] < resumed[-1] <= killed_at < steps, f"{command}: the job ran to its end"
             assert not (run_dir / "summary.json").exists()
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+            release(job)
         assert finish(proc, job, timeout=240) == 0, log_tail(log) + cluster_state(job, sweep)
         assert job_field(job, "Restarts") == "2"
         assert reference.wait(timeout=240) == 0
@@ -165,14 +166,33 @@ def start_cli(*args: str, cwd: Path, log) -> subprocess.Popen:
                             stderr=subprocess.STDOUT)
 
 
+def node_free() -> bool:
+    """The node runs nothing and has finished cleaning up (no CPU allocated, not COMPLETING)."""
+    out = subprocess.run(["scontrol", "show", "node"], capture_output=True, text=True).stdout
+    return "CPUAlloc=0" in out and "COMPLETING" not in out
+
+
+def release(job: str) -> None:
+    """Start a requeued job now instead of at its begin time, once slurmd has finished with its old
+    instance: a restart launched before slurmd revokes the old instance's credential is killed as
+    "Job credential revoked", and the job ends FAILED (which submitit, without accounting, never sees).
+    slurmd compares whole seconds (a credential from the second of the revocation counts as revoked),
+    hence the wait after the node is free."""
+    time.sleep(2.0)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+
+
 def finish(proc: subprocess.Popen, job: str, timeout: float) -> int | None:
-    """The sweep's exit status once it ends (None after timeout s). Meanwhile a requeued job found held
-    for its begin time again is released again: Slurm may set the hold once the old instance has finished
-    completing, after the release the loop above made."""
+    """The sweep's exit status once it ends (None after timeout s, or at once when the job failed).
+    Meanwhile a requeued job found held for its begin time again is released again (Slurm may set the
+    hold once the old instance has finished completing, after the release the loop above made)."""
     deadline = time.time() + timeout
     while proc.poll() is None and time.time() < deadline:
-        if job_field(job, "JobState") == "PENDING" and job_field(job, "Reason") == "BeginTime":
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
+        state = job_field(job, "JobState")
+        if state in ("FAILED", "CANCELLED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY"):
+            return None
+        if state == "PENDING" and job_field(job, "Reason") == "BeginTime" and node_free():
+            release(job)
         time.sleep(0.5)
     return proc.poll()
 
