@@ -37,12 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         # directory is one run; otherwise commas separate runs (and run= may be repeated)
         runs = [run for value in values for run in ([value] if Path(value).is_dir() else value.split(","))]
         cfgs = [compose_sample(run, rest) for run in runs]
-        from dsmexp.train.sampling import sample_run, target_problem
+        from dsmexp.train.sampling import prepare, sample_run
 
-        for cfg in cfgs:  # every run checked (disk included) before any sampling starts
-            target_problem(cfg)
-        for cfg in cfgs:
-            sample_run(cfg)
+        prepared = [prepare(cfg) for cfg in cfgs]  # every run checked (disk included) before any sampling
+        for job in prepared:
+            sample_run(job)
     except DsmexpError as err:
         print(f"dsmexp.sample: error: {err}", file=sys.stderr)
         return 1

@@ -88,42 +88,17 @@ def publish(name: str, profile: str, seeds: int, launcher: str) -> int:
     return code
 
 
-def publish_dimension(launcher: str) -> int:
-    """`make dimension PROFILE=quick` (finished runs and timing.json are reused), copied to docs/results."""
+def publish_study(name: str, launcher: str) -> int:
+    """`make NAME PROFILE=quick` for a study with its own command (finished runs, timings and samples are
+    reused), then its report.md (with where and when it was drawn), figure PNGs and runs.csv copied to
+    docs/results/NAME."""
     drawn_at = source_commit()  # before this script copies anything into docs/results
-    cmd = [sys.executable, "-m", "dsmexp.studies.dimension.make", "--profile", "quick",
-           "--launcher", launcher]
-    print(f"== dimension: {' '.join(cmd[1:])}", flush=True)
+    cmd = [sys.executable, "-m", f"dsmexp.studies.{name}.make", "--profile", "quick", "--launcher", launcher]
+    print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
     code = subprocess.run(cmd).returncode
-    sweep_dir = Path("outputs") / "sweeps" / "dimension-quick"
-    drawn = Path("outputs") / "figures" / "dimension-quick"
-    target = ROOT / "docs" / "results" / "dimension"
-    target.mkdir(parents=True, exist_ok=True)
-    for png in sorted(drawn.glob("figure*.png")):
-        shutil.copyfile(png, target / png.name)
-    runs = load_runs(sweep_dir)
-    commits = sorted({str(r.summary.get("commit")) for r in runs})
-    report = (drawn / "report.md").read_text().splitlines()
-    trained = ", ".join(f"`{c}`" for c in commits)
-    report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only dimension`); "
-                   "report drawn "
-                   f"at commit `{drawn_at}`, runs trained at {trained}."]
-    (target / "report.md").write_text("\n".join(report) + "\n")
-    shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
-    print(f"{target}: report.md, figures, runs.csv", flush=True)
-    return code
-
-
-def publish_multiscale(launcher: str) -> int:
-    """`make multiscale PROFILE=quick` (finished runs and measure.json are reused), copied to docs/results."""
-    drawn_at = source_commit()  # before this script copies anything into docs/results
-    cmd = [sys.executable, "-m", "dsmexp.studies.multiscale.make", "--profile", "quick",
-           "--launcher", launcher]
-    print(f"== multiscale: {' '.join(cmd[1:])}", flush=True)
-    code = subprocess.run(cmd).returncode
-    sweep_dir = Path("outputs") / "sweeps" / "multiscale-quick"
-    drawn = Path("outputs") / "figures" / "multiscale-quick"
-    target = ROOT / "docs" / "results" / "multiscale"
+    sweep_dir = Path("outputs") / "sweeps" / f"{name}-quick"
+    drawn = Path("outputs") / "figures" / f"{name}-quick"
+    target = ROOT / "docs" / "results" / name
     target.mkdir(parents=True, exist_ok=True)
     for png in sorted(drawn.glob("figure*.png")):
         shutil.copyfile(png, target / png.name)
@@ -131,9 +106,9 @@ def publish_multiscale(launcher: str) -> int:
     commits = ", ".join(f"`{c}`" for c in sorted({str(r.summary.get("commit")) for r in runs}))
     train_s = sum(float(r.summary.get("wall_time_s") or 0) for r in runs)
     report = (drawn / "report.md").read_text().splitlines()
-    report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only multiscale`); report "
-                   f"drawn at commit `{drawn_at}`, runs trained at {commits}; "
-                   f"{training_span(runs) / 60:.1f} min from the first run's start to the last run's end, "
+    report[1:1] = ["", f"Regenerate: `make results` (`python scripts/results.py --only {name}`); report "
+                   f"drawn at commit `{drawn_at}`, runs trained at {commits}; {training_span(runs) / 60:.1f} "
+                   "min from the first run's start to the last run's end, "
                    f"{train_s / 60:.1f} min of training summed over the {len(runs)} runs."]
     (target / "report.md").write_text("\n".join(report) + "\n")
     shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
@@ -141,30 +116,7 @@ def publish_multiscale(launcher: str) -> int:
     return code
 
 
-def publish_sampling(launcher: str) -> int:
-    """`make sampling PROFILE=quick` (finished runs and samples are reused), copied to docs/results."""
-    drawn_at = source_commit()  # before this script copies anything into docs/results
-    cmd = [sys.executable, "-m", "dsmexp.studies.sampling.make", "--profile", "quick", "--launcher", launcher]
-    print(f"== sampling: {' '.join(cmd[1:])}", flush=True)
-    code = subprocess.run(cmd).returncode
-    sweep_dir = Path("outputs") / "sweeps" / "sampling-quick"
-    drawn = Path("outputs") / "figures" / "sampling-quick"
-    target = ROOT / "docs" / "results" / "sampling"
-    target.mkdir(parents=True, exist_ok=True)
-    for png in sorted(drawn.glob("figure*.png")):
-        shutil.copyfile(png, target / png.name)
-    runs = load_runs(sweep_dir)
-    commits = ", ".join(f"`{c}`" for c in sorted({str(r.summary.get("commit")) for r in runs}))
-    report = (drawn / "report.md").read_text().splitlines()
-    report[1:1] = ["", "Regenerate: `make results` (`python scripts/results.py --only sampling`); report "
-                   f"drawn at commit `{drawn_at}`, runs trained at {commits}."]
-    (target / "report.md").write_text("\n".join(report) + "\n")
-    shutil.copyfile(sweep_dir / "runs.csv", target / "runs.csv")
-    print(f"{target}: report.md, figures, runs.csv", flush=True)
-    return code
-
-
-STUDIES = {"dimension": publish_dimension, "multiscale": publish_multiscale, "sampling": publish_sampling}
+STUDIES = ("dimension", "multiscale", "sampling")  # each a package under dsmexp/studies/ with a make.py
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     np.seterr(all="ignore")
     names = args.only or [*PUBLISHED, *STUDIES]
-    codes = [STUDIES[name](args.launcher) if name in STUDIES
+    codes = [publish_study(name, args.launcher) if name in STUDIES
              else publish(name, *PUBLISHED[name], args.launcher) for name in names]
     return max(codes)
 

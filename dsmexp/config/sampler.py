@@ -54,7 +54,7 @@ def sampler_names() -> list[str]:
 
 def check_sample(cfg: DictConfig, fail: Callable[[str], None]) -> None:
     """Values only: no unknown key, the score, the counts, the sampler's name and its settings."""
-    from dsmexp.core.samplers import SAMPLERS  # torch loads at the first check: --help stays fast
+    from dsmexp.core.samplers import ODE_METHODS, SAMPLERS  # torch loads here: --help stays fast
 
     for node, schema, prefix in ((cfg, SampleConfig, ""), (cfg.sampler, SamplerConfig, "sampler.")):
         known = [f.name for f in fields(schema)]
@@ -90,6 +90,5 @@ def check_sample(cfg: DictConfig, fail: Callable[[str], None]) -> None:
         fail(f"sampler.init={s.init}: must be one of {', '.join(INITS)}")
     if len(s.box) != 2 or not s.box[0] < s.box[1]:
         fail(f"sampler.box={list(s.box)}: must be [low, high] with low < high")
-    if s.method not in ("dopri5", "dopri8", "bosh3", "adaptive_heun", "rk4", "euler", "midpoint"):
-        fail(f"sampler.method={s.method}: must be one of dopri5, dopri8, bosh3, adaptive_heun, rk4, "
-             "euler, midpoint (torchdiffeq)")
+    if s.method not in ODE_METHODS:
+        fail(f"sampler.method={s.method}: must be one of {', '.join(ODE_METHODS)} (torchdiffeq)")

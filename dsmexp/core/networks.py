@@ -28,14 +28,7 @@ class Activation:
     curvature_over_slope_is_minus_2a: bool = False
 
     def backprop(self, c: Tensor, row: int | None, h: Tensor | None, a: Tensor, d: Tensor, u: Tensor) -> None:
-        if self.curvature_over_slope_is_minus_2a:
-            if row is not None:
-                c[row].addcmul_(a, u, value=-2)
-            c.mul_(d)
-            return
-        c.mul_(d)
-        if row is not None:
-            c[row].addcmul_(self.curvature(h, a), u)
+        self.backprop_rows(c, {} if row is None else {row: u}, h, a, d)
 
     def backprop_rows(self, c: Tensor, rows: dict[int, Tensor], h: Tensor | None, a: Tensor,
                       d: Tensor) -> None:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dsmexp.core.schedules import Schedule
+
 Score = Callable[[Tensor, Tensor], Tensor]  # score(z (n, d), sigma (n,)) -> (n, d), in z's dtype
 Progress = Callable[[int], None]  # called with the number of score evaluations just done
 
@@ -46,11 +48,9 @@ class Sampler:
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, levels: int) -> list[float]:
-    """levels sigmas from sigma_max down to sigma_min, geometric (the first is the largest)."""
-    if levels == 1:
-        return [sigma_max]
-    ratio = math.log(sigma_min / sigma_max) / (levels - 1)
-    return [sigma_max * math.exp(i * ratio) for i in range(levels)]
+    """levels sigmas from sigma_max down to sigma_min, geometric: a geometric Schedule's levels, largest
+    first, so an annealed sampler walks exactly the sigmas a noise-conditional network was trained at."""
+    return Schedule("geometric", levels, sigma_min, sigma_max).level_sigmas().flip(0).tolist()
 
 
 def _full(x: Tensor, sigma: float) -> Tensor:
@@ -131,6 +131,7 @@ def pf_ode(score: Score, x: Tensor, s: dict, gen: torch.Generator, progress: Pro
 
 
 FIXED_GRID = ("euler", "midpoint", "rk4")
+ODE_METHODS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", *FIXED_GRID)  # torchdiffeq's, for pf_ode
 
 
 def ode_options(method: str, span: Tensor) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import logging
 import math
 import sys
 import time
@@ -36,7 +35,6 @@ from dsmexp.records import artifacts
 from dsmexp.safe_io import make_run_dir, replace_atomically, replace_text
 from dsmexp.train.trainer import Seeds
 
-log = logging.getLogger("dsmexp.sample")
 FRESH_DATA_SEED = 7_919  # added to the run's data seed: the quality's data sample is never the training one
 
 
@@ -164,21 +162,30 @@ class Progress:
                   f"{time.perf_counter() - self.started:.1f} s (adaptive steps)", file=sys.stderr, flush=True)
 
 
-def target_problem(sample: DictConfig) -> None:
+@dataclass
+class Prepared:
+    """A sample command checked against its run: the run loaded and the sampler's full settings."""
+
+    sample: DictConfig
+    target: Target
+    settings: dict
+
+
+def prepare(sample: DictConfig) -> Prepared:
     """Every check that reads the disk, before any sampling starts: the run loads and this sampler can
     drive it (ConfigError or RunFileError otherwise)."""
-    settings(sample, load_target(Path(sample.run), sample.score))
+    target = load_target(Path(sample.run), sample.score)
+    return Prepared(sample, target, settings(sample, target))
 
 
-def sample_run(sample: DictConfig) -> Path:
+def sample_run(prepared: Prepared) -> Path:
     """Sample, measure, write; returns the output directory."""
+    sample, target, s = prepared.sample, prepared.target, prepared.settings
     run_dir = Path(sample.run)
-    target = load_target(run_dir, sample.score)
-    s = settings(sample, target)
     out = out_dir(run_dir, sample, s)
     if (out / "quality.json").exists():
-        log.info("%s: already sampled with these settings; kept (delete it to sample again)", out)
-        print(f"{out}: already sampled with these settings (quality.json); kept", file=sys.stderr)
+        print(f"{out}: already sampled with these settings (quality.json); kept (delete it to sample "
+              "again)", file=sys.stderr)
         return out
     if run_dir.joinpath("samples").is_symlink() or out.is_symlink():
         raise RunFileError(f"{out}: a symbolic link; dsmexp writes samples into real directories only")

@@ -143,3 +143,12 @@ def test_the_probability_flow_log_likelihood_of_a_gaussian_is_exact():
     got = pf_ode_log_likelihood(score_and_div, x, 0.1, 10.0, lambda z: gauss_log(z, 1 + 100.0), rtol=1e-7,
                                 atol=1e-7)
     torch.testing.assert_close(got, gauss_log(x, 1 + 0.01), rtol=1e-5, atol=1e-5)
+
+
+def test_annealed_samplers_walk_the_trained_levels():
+    """The sampler's sigmas are the geometric schedule's levels, bitwise, largest first."""
+    from dsmexp.core.schedules import Schedule
+
+    levels = Schedule("geometric", 10, 0.01, 1.0).level_sigmas().tolist()
+    assert geometric_sigmas(1.0, 0.01, 10) == levels[::-1]
+    assert geometric_sigmas(20.0, 1.0, 10)[0] == pytest.approx(20.0, rel=1e-15)

@@ -23,7 +23,7 @@ from dsmexp.studies.dimension.make import check_jobs, csv, dsmexp, launcher_over
 from dsmexp.studies.sampling.claims import ANNEALED
 from dsmexp.studies.sampling.numbers import STUDY_LOSSES, STUDY_SAMPLERS, diffusion_groups, toy_group
 from dsmexp.studies.sampling.report import build_report
-from dsmexp.train.sampling import sample_run, target_problem
+from dsmexp.train.sampling import prepare, sample_run
 
 # profile -> (training overrides, sample command overrides)
 PROFILES = {
@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     sampled = time.perf_counter()
     try:
-        cfgs = []
-        for run, sampler, score, overrides in jobs:  # every sample's settings checked before any sampling
-            cfg = compose_sample(str(run.run_dir), [f"sampler={sampler}", f"score={score}", *overrides])
-            target_problem(cfg)
-            cfgs.append(cfg)
-        for k, cfg in enumerate(cfgs, 1):
-            print(f"== sample {k}/{len(cfgs)}: {cfg.sampler.name}, {cfg.score} score, {cfg.run}", flush=True)
-            sample_run(cfg)
+        # every sample checked (its run loaded) before any sampling
+        prepared = [prepare(compose_sample(str(run.run_dir), [f"sampler={name}", f"score={score}", *extra]))
+                    for run, name, score, extra in jobs]
+        for k, job in enumerate(prepared, 1):
+            cfg = job.sample
+            print(f"== sample {k}/{len(prepared)}: {cfg.sampler.name}, {cfg.score} score, {cfg.run}",
+                  flush=True)
+            sample_run(job)
     except DsmexpError as err:
         print(f"dsmexp-sampling: error: {err}", file=sys.stderr)
         return 1

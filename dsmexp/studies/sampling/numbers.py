@@ -11,6 +11,7 @@ import numpy as np
 
 from dsmexp.records.levels_file import load_levels
 from dsmexp.records.sweeps import Run, load_runs
+from dsmexp.studies.multiscale.numbers import StudyRun
 
 STUDY_LOSSES = ("dsm", "dsm_s", "ism", "hybrid", "ssm_vr")
 STUDY_SAMPLERS = ("langevin", "annealed_langevin", "reverse_sde", "pf_ode", "pc")
@@ -29,11 +30,9 @@ class Cell:
     data: np.ndarray
 
 
-def final_esm_rel(run_dir: Path) -> float:
-    """esm_rel at the smallest level at the run's last evaluation."""
-    levels = load_levels(run_dir).dropna(subset=["esm_rel"])
-    last = levels[levels["step"] == levels["step"].max()]
-    return float(last.sort_values("sigma")["esm_rel"].iloc[0])
+def final_esm_rel(run: Run) -> float:
+    """esm_rel at the smallest level at the run's last evaluation (the multi-scale study's reading)."""
+    return float(StudyRun(run, load_levels(run.run_dir)).final("esm_rel")[0])
 
 
 @dataclass
@@ -64,7 +63,7 @@ def load_cells(runs: list[Run]) -> tuple[dict[tuple[str, str], Cell], dict[str, 
     cells, esm, likelihoods = {}, {}, {}
     for run in runs:
         loss = run.loss
-        esm[loss] = final_esm_rel(run.run_dir)
+        esm[loss] = final_esm_rel(run)
         for quality in sorted((run.run_dir / "samples").glob("*/quality.json")):
             report = json.loads(quality.read_text())
             column = EXACT if report["score"] == "exact" else loss
