@@ -1,7 +1,7 @@
 """dsmexp: train score models with ISM, DSM and DSM-S and compare them across noise scales.
 
 The Python API (load_metrics, load_levels, load_runs, load_sweep_metrics, load_dataset, reference_score,
-reference_log_density, empirical_score) is imported on first use, so `import dsmexp.errors` (the Hydra
+reference_log_density, reference_divergence, empirical_score) is imported on first use, so `import dsmexp.errors` (the Hydra
 plugin) pulls in neither torch nor pandas (docs/architecture.md, Layers).
 """
 
@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 _API = {"empirical_score": "dsmexp.core.reference", "load_dataset": "dsmexp.config.compose",
         "reference_log_density": "dsmexp.api", "reference_score": "dsmexp.api",
+        "reference_divergence": "dsmexp.api",
         "load_metrics": "dsmexp.records.metrics_file", "load_runs": "dsmexp.records.tables",
         "load_levels": "dsmexp.records.levels_file",
         "load_sweep_metrics": "dsmexp.records.tables"}

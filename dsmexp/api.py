@@ -22,3 +22,8 @@ def reference_score(dataset: Dataset | str, z: np.ndarray, sigma: float) -> np.n
 def reference_log_density(dataset: Dataset | str, z: np.ndarray, sigma: float) -> np.ndarray:
     """log q_sigma(z), normalised, for a dataset or a built-in dataset's name."""
     return reference.reference_log_density(_dataset(dataset), z, sigma)
+
+
+def reference_divergence(dataset: Dataset | str, z: np.ndarray, sigma: float) -> np.ndarray:
+    """div_z grad_z log q_sigma(z) (the Laplacian of log q_sigma) for a dataset or a built-in name."""
+    return reference.reference_divergence(_dataset(dataset), z, sigma)

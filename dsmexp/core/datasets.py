@@ -88,9 +88,10 @@ class CurveData:
         g -= (g @ self.basis) @ self.basis.T
         return plane @ self.basis.T + self.noise * g
 
-    def density(self, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-        """log q_sigma(z) and its score: the curve measure convolved with N(0, (noise^2 + sigma^2) I) by
-        quadrature over t; an embedded curve factorises into its plane and the linear term across it."""
+    def density(self, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """log q_sigma(z), its score and the score's divergence: the curve measure convolved with
+        N(0, (noise^2 + sigma^2) I) by quadrature over t; an embedded curve factorises into its plane and
+        the linear term across it."""
         var = self.noise**2 + sigma**2
         if var == 0:
             raise ReferenceUnavailable("the data lie on a curve (noise = 0 and sigma = 0): no density")
@@ -100,10 +101,10 @@ class CurveData:
         basis = self.basis
         plane = z @ basis
         perp = z - plane @ basis.T
-        log_q2, score2 = mixture_density(plane, centres, log_weights, var)
+        log_q2, score2, div2 = mixture_density(plane, centres, log_weights, var)
         log_q = (log_q2 - 0.5 * (perp * perp).sum(1) / var
                  - 0.5 * (z.shape[1] - 2) * math.log(2 * math.pi * var))
-        return log_q, score2 @ basis.T - perp / var
+        return log_q, score2 @ basis.T - perp / var, div2 - (z.shape[1] - 2) / var
 
 
 class HalfMoon(CurveData):
@@ -159,15 +160,16 @@ class Gaussian:
     def from_config(cls, cfg: Any, seed: int) -> Gaussian:
         return cls(cfg.n_samples, cfg.dim, *gaussian_moments(cfg, seed))
 
-    def density(self, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-        """Closed form: q_sigma = N(mean, cov + sigma^2 I), score -(cov + sigma^2 I)^-1 (z - mean)."""
+    def density(self, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Closed form: q_sigma = N(mean, cov + sigma^2 I), score -(cov + sigma^2 I)^-1 (z - mean), its
+        divergence -tr (cov + sigma^2 I)^-1."""
         cov = self.cov + sigma**2 * np.eye(self.dim)
         precision = np.linalg.inv(cov)
         centred = z - self.mean
         log_det = np.linalg.slogdet(cov)[1]
         log_q = -0.5 * (np.einsum("ni,ij,nj->n", centred, precision, centred)
                         + log_det + self.dim * math.log(2 * math.pi))
-        return log_q, -centred @ precision
+        return log_q, -centred @ precision, np.full(len(z), -np.trace(precision))
 
 
 class GaussianMixture:
@@ -187,8 +189,9 @@ class GaussianMixture:
     def from_config(cls, cfg: Any, seed: int) -> GaussianMixture:
         return cls(cfg.n_samples, *mixture_parameters(cfg, seed))
 
-    def density(self, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-        """q_sigma = sum_k w_k N(mu_k, (s_k^2 + sigma^2) I), by log-sum-exp over the components."""
+    def density(self, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """q_sigma = sum_k w_k N(mu_k, (s_k^2 + sigma^2) I), by log-sum-exp over the components: log q,
+        the score and its divergence."""
         return gmm_density(z, self.means, np.log(self.weights), self.scales**2 + sigma**2)
 
 

@@ -2,7 +2,11 @@
 mixtures of isotropic Gaussians by log-sum-exp (mixture_density for one shared variance, gmm_density for
 one per component), and the composite Gauss-Legendre nodes that turn a blurred curve into such a mixture
 (curve_nodes: GL_NODES per panel, PANELS_PER_WIDTH panels per kernel width of arc length). float64
-throughout; z has shape (n, d), scores (n, d), log densities (n,).
+throughout; z has shape (n, d), scores (n, d), log densities and divergences (n,).
+
+The divergence of the score (the Laplacian of log q) comes with the same posterior: for
+q = sum_k w_k N(mu_k, v_k I) with posterior pi_k(z) and g_k = (mu_k - z) / v_k, the score is
+s = sum_k pi_k g_k and div s = Laplacian(q) / q - |s|^2 = sum_k pi_k (|g_k|^2 - d / v_k) - |s|^2.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ def curve_nodes(curves: tuple, width: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mixture_density(z: np.ndarray, centres: np.ndarray, log_weights: np.ndarray,
-                    var: float) -> tuple[np.ndarray, np.ndarray]:
-    """log q and grad log q of sum_k w_k N(z; centres_k, var I), stable in log space (float64)."""
+                    var: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log q, grad log q and its divergence of sum_k w_k N(z; centres_k, var I), stable in log space
+    (float64)."""
     zt, ct, lw = (torch.as_tensor(a, dtype=torch.float64) for a in (z, centres, log_weights))
     n, dim = zt.shape
     log_q, score = torch.empty(n, dtype=torch.float64), torch.empty(n, dim, dtype=torch.float64)
+    div = torch.empty(n, dtype=torch.float64)
     centre_sq = (ct * ct).sum(1)
     step = max(1, BLOCK // len(ct))
     for start in range(0, n, step):
@@ -58,13 +64,16 @@ def mixture_density(z: np.ndarray, centres: np.ndarray, log_weights: np.ndarray,
         norm = torch.logsumexp(logits, dim=1)
         posterior = torch.exp(logits - norm[:, None])
         log_q[start:start + step] = norm - 0.5 * dim * math.log(2 * math.pi * var)
-        score[start:start + step] = (posterior @ ct - block) / var
-    return log_q.numpy(), score.numpy()
+        s = (posterior @ ct - block) / var
+        score[start:start + step] = s
+        div[start:start + step] = (posterior * sq_dist).sum(1) / var**2 - dim / var - (s * s).sum(1)
+    return log_q.numpy(), score.numpy(), div.numpy()
 
 
 def gmm_density(z: np.ndarray, means: np.ndarray, log_weights: np.ndarray,
-                variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log q and grad log q of sum_k w_k N(z; means_k, variances_k I), by log-sum-exp (float64).
+                variances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log q, grad log q and its divergence of sum_k w_k N(z; means_k, variances_k I), by log-sum-exp
+    (float64).
 
     Squared distances are formed as differences, not by expansion: components may be far narrower
     than |z|^2 in high dimension.
@@ -72,13 +81,18 @@ def gmm_density(z: np.ndarray, means: np.ndarray, log_weights: np.ndarray,
     zt, mt, lw, var = (torch.as_tensor(a, dtype=torch.float64) for a in (z, means, log_weights, variances))
     n, dim = zt.shape
     log_q, score = torch.empty(n, dtype=torch.float64), torch.empty(n, dim, dtype=torch.float64)
+    div = torch.empty(n, dtype=torch.float64)
     step = max(1, BLOCK // (len(mt) * dim))
     log_norm = lw - 0.5 * dim * torch.log(2 * math.pi * var)
     for start in range(0, n, step):
         diff = mt[None, :, :] - zt[start:start + step, None, :]  # (b, K, d)
-        logits = log_norm[None, :] - (diff * diff).sum(-1) / (2 * var[None, :])
+        sq_dist = (diff * diff).sum(-1)
+        logits = log_norm[None, :] - sq_dist / (2 * var[None, :])
         norm = torch.logsumexp(logits, dim=1)
         posterior = torch.exp(logits - norm[:, None])
         log_q[start:start + step] = norm
-        score[start:start + step] = torch.einsum("bk,bkd->bd", posterior / var[None, :], diff)
-    return log_q.numpy(), score.numpy()
+        s = torch.einsum("bk,bkd->bd", posterior / var[None, :], diff)
+        score[start:start + step] = s
+        div[start:start + step] = ((posterior * (sq_dist / var[None, :]**2 - dim / var[None, :])).sum(1)
+                                   - (s * s).sum(1))
+    return log_q.numpy(), score.numpy(), div.numpy()

@@ -12,6 +12,8 @@
   z_perp = z - B y, q_sigma(z) = q2_sigma(y) N(z_perp; 0, (noise^2 + sigma^2) I_{d-2}), so the score is
   B grad log q2_sigma(y) - z_perp / (noise^2 + sigma^2): the 2-D quadrature score plus a linear term.
 - Empirical: the score of (1/N) sum_i N(x_i, sigma^2 I) for a training set, the finite-data DSM optimum.
+- The divergence of each score (the Laplacian of log q_sigma) from the same posterior (densities.py): the
+  exact trace the probability-flow likelihood of the exact score needs.
 
 All arrays are float64 numpy: z has shape (n, d), scores (n, d), log densities (n,).
 """
@@ -25,7 +27,8 @@ import numpy as np
 from dsmexp.core.datasets import Dataset
 from dsmexp.core.densities import ReferenceUnavailable, mixture_density
 
-__all__ = ["ReferenceUnavailable", "empirical_score", "reference_log_density", "reference_score"]
+__all__ = ["ReferenceUnavailable", "empirical_score", "reference_divergence", "reference_log_density",
+           "reference_score"]
 
 
 def reference_score(dataset: Dataset, z: np.ndarray, sigma: float) -> np.ndarray:
@@ -38,6 +41,11 @@ def reference_log_density(dataset: Dataset, z: np.ndarray, sigma: float) -> np.n
     return _density(dataset, z, sigma)[0]
 
 
+def reference_divergence(dataset: Dataset, z: np.ndarray, sigma: float) -> np.ndarray:
+    """div_z grad_z log q_sigma(z), the Laplacian of log q_sigma (n,)."""
+    return _density(dataset, z, sigma)[2]
+
+
 def empirical_score(x: np.ndarray, z: np.ndarray, sigma: float) -> np.ndarray:
     """Score of the empirical mixture (1/N) sum_i N(x_i, sigma^2 I) at z (needs sigma > 0)."""
     if sigma <= 0:
@@ -47,5 +55,5 @@ def empirical_score(x: np.ndarray, z: np.ndarray, sigma: float) -> np.ndarray:
     return mixture_density(np.asarray(z, dtype=float), x, log_weights, sigma**2)[1]
 
 
-def _density(dataset: Dataset, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def _density(dataset: Dataset, z: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return dataset.density(np.asarray(z, dtype=float), sigma)

@@ -216,7 +216,7 @@ def sample_run(prepared: Prepared) -> Path:
         per_seed.append(q.quality(x, data, data_score, seed, mixture))
         samples.append(x)
     report = summarise(per_seed)
-    report["likelihood"] = likelihood(target, data) if sample.score == "model" else None
+    report["likelihood"] = likelihood(target, data, sample.score)
     report |= {"settings": {k: v for k, v in s.items() if k != "sigmas"}, "sigmas": s.get("sigmas"),
                "score": sample.score, "n": sample.n,
                "seeds": list(range(sample.seed, sample.seed + sample.seeds)),
@@ -232,33 +232,45 @@ def sample_run(prepared: Prepared) -> Path:
 LIKELIHOOD_POINTS = 500
 
 
-def likelihood(target: Target, data: np.ndarray) -> dict | None:
+def likelihood(target: Target, data: np.ndarray, score: str) -> dict | None:
     """For a noise-conditional run in 2-D: the probability-flow ODE's log-likelihood of held-out data at
-    sigma_min with the network's exact divergence (core/likelihood.py), beside the exact log q_sigma_min
-    of the same points; None otherwise."""
+    sigma_min (core/likelihood.py) with the exact divergence (the network's, by its kernel; the exact
+    score's, the Laplacian of log q_sigma in closed form), beside the exact log q_sigma_min of the same
+    points. With score=exact the gap is the solver's own error, the control for the network's. None for a
+    single-sigma run or d > 2."""
     if not target.multiscale or target.dataset.dim != 2:
         return None
-    from dsmexp.core.kernels.conditional import ConditionalKernel
     from dsmexp.core.likelihood import pf_ode_log_likelihood
-    from dsmexp.core.reference import reference_log_density
+    from dsmexp.core.reference import reference_divergence, reference_log_density
 
-    kernel = ConditionalKernel(copy.deepcopy(target.model).double())
+    dataset = target.dataset
     lo, hi = float(target.cfg.schedule.sigma_min), float(target.cfg.schedule.sigma_max)
+    if score == "exact":
+        def score_and_div(z: torch.Tensor, sigma: torch.Tensor):
+            points, level = z.numpy(), float(sigma[0])
+            return (torch.as_tensor(reference_score(dataset, points, level)),
+                    torch.as_tensor(reference_divergence(dataset, points, level)))
+    else:
+        from dsmexp.core.kernels.conditional import ConditionalKernel
 
-    def score_and_div(z: torch.Tensor, sigma: torch.Tensor):
-        fwd = kernel.forward(z.T.contiguous(), sigma)
-        return fwd.s.T.detach(), fwd.div.detach()
+        kernel = ConditionalKernel(copy.deepcopy(target.model).double())
+
+        def score_and_div(z: torch.Tensor, sigma: torch.Tensor):
+            fwd = kernel.forward(z.T.contiguous(), sigma)
+            return fwd.s.T.detach(), fwd.div.detach()
 
     def end_density(z: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(reference_log_density(target.dataset, z.numpy(), hi))
+        return torch.as_tensor(reference_log_density(dataset, z.numpy(), hi))
 
     x = torch.as_tensor(data[:LIKELIHOOD_POINTS], dtype=torch.float64)
+    started = time.perf_counter()
     with torch.no_grad():
         model = pf_ode_log_likelihood(score_and_div, x, lo, hi, end_density).numpy()
-    exact = reference_log_density(target.dataset, x.numpy(), lo)
+    exact = reference_log_density(dataset, x.numpy(), lo)
     return {"points": len(x), "sigma_min": lo, "sigma_max": hi, "pf_ode_loglik": float(model.mean()),
             "exact_loglik": float(exact.mean()), "gap": float(exact.mean() - model.mean()),
-            "gap_se": float(np.std(exact - model, ddof=1) / math.sqrt(len(x)))}
+            "gap_se": float(np.std(exact - model, ddof=1) / math.sqrt(len(x))),
+            "seconds": time.perf_counter() - started}
 
 
 def _save_npz(tmp: Path, samples: np.ndarray, data: np.ndarray) -> None:

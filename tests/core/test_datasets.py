@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import multivariate_normal
 from sklearn.datasets import make_moons
 
-from dsmexp.api import reference_log_density, reference_score
+from dsmexp.api import reference_divergence, reference_log_density, reference_score
 from dsmexp.config import load_dataset, validate
 from dsmexp.core.densities import curve_nodes, mixture_density
 from dsmexp.errors import ConfigError
@@ -52,9 +52,10 @@ def test_embedded_density_is_the_curve_mixture_in_full_dimension():
     z = noisy_points(ds, 30, 0.1)
     var = ds.noise**2 + sigma**2
     centres, log_weights = curve_nodes(ds.curves, math.sqrt(var))
-    log_q, score = mixture_density(z, centres @ ds.basis.T, log_weights, var)
+    log_q, score, div = mixture_density(z, centres @ ds.basis.T, log_weights, var)
     np.testing.assert_allclose(reference_log_density(ds, z, sigma), log_q, rtol=1e-10)
     np.testing.assert_allclose(reference_score(ds, z, sigma), score, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(reference_divergence(ds, z, sigma), div, rtol=1e-8)
 
 
 def test_embedded_sample_is_the_curve_in_a_plane_with_isotropic_blur():

@@ -10,7 +10,7 @@ from scipy.integrate import quad
 from scipy.stats import multivariate_normal
 
 import dsmexp
-from dsmexp.api import reference_log_density, reference_score
+from dsmexp.api import reference_divergence, reference_log_density, reference_score
 from dsmexp.config import load_dataset
 from dsmexp.core.datasets import Gaussian
 from dsmexp.core.densities import ReferenceUnavailable
@@ -71,6 +71,20 @@ def test_score_is_the_gradient_of_the_log_density(name):
     fd = np.stack([(reference_log_density(ds, z + h * e, 0.02) - reference_log_density(ds, z - h * e, 0.02))
                    / (2 * h) for e in np.eye(2)], 1)
     np.testing.assert_allclose(reference_score(ds, z, 0.02), fd, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, dim", [("half_moon", 2), ("half_moon", 5), ("swiss_roll", 2), ("gaussian", 2),
+                                       ("gmm", 2), ("gmm", 4)])
+def test_divergence_is_the_trace_of_the_score_jacobian(name, dim):
+    """The closed-form Laplacian of log q_sigma against a central difference of the exact score."""
+    ds = load_dataset(name, dim=dim) if name != "gaussian" else load_dataset(name)
+    z = ds.sample(20, seed=5) + 0.3 * np.random.default_rng(0).standard_normal((20, ds.dim))
+    h = 1e-5
+    fd = sum((reference_score(ds, z + h * e, 0.05) - reference_score(ds, z - h * e, 0.05))[:, k] / (2 * h)
+             for k, e in enumerate(np.eye(ds.dim)))
+    div = reference_divergence(ds, z, 0.05)
+    np.testing.assert_allclose(div, fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
+    assert np.all(np.isfinite(div))
 
 
 def test_gaussian_reference_is_the_closed_form():
