@@ -1,8 +1,9 @@
 """dsmexp: train score models with ISM, DSM and DSM-S and compare them across noise scales.
 
 The Python API (load_metrics, load_levels, load_runs, load_sweep_metrics, load_dataset, reference_score,
-reference_log_density, reference_divergence, empirical_score) is imported on first use, so `import dsmexp.errors` (the Hydra
-plugin) pulls in neither torch nor pandas (docs/architecture.md, Layers).
+reference_log_density, reference_divergence, empirical_score) is imported on first use, so
+`import dsmexp.errors` (the Hydra plugin) pulls in neither torch nor pandas (docs/architecture.md,
+Layers).
 """
 
 from __future__ import annotations

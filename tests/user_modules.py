@@ -68,3 +68,15 @@ class SqueezesOnePoint(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.lin(z).squeeze()
+
+
+class LinearScore(nn.Module):
+    """s(z) = -theta z with one scalar parameter: the model of the closed-form gradient-variance tests
+    (tests/core/test_variance.py); for N(0, v I) data its DSM and TSM optimum is 1 / (v + sigma^2)."""
+
+    def __init__(self, dim: int, theta: float = 0.7) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(float(theta)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return -self.theta * z

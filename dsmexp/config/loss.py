@@ -16,6 +16,7 @@ from dsmexp.config.dataset import data_extent
 class LossConfig:
     name: str = MISSING
     switch_sigma: float | None = None  # loss=hybrid: ISM below this sigma, DSM above
+    kappa: float | None = None  # loss=tsm_mix: the weight of the TSM target; null: v / (v + sigma^2)
 
 
 def check_loss(cfg: DictConfig, fail: Callable[..., None]) -> None:
@@ -30,6 +31,16 @@ def check_loss(cfg: DictConfig, fail: Callable[..., None]) -> None:
     if row.needs_noise and cfg.sigma == 0:
         fail(f"sigma=0 with loss={name}: {row.label} needs sigma > 0 (its target is -eps/sigma); use "
              "loss=ism to train on clean data", sweep_skippable=True)
+    if row.clean_score and cfg.dataset.get("noise", None) == 0:
+        fail(f"loss={name} with dataset={cfg.dataset.name} noise=0: {row.label} needs the clean data's score "
+             "grad log p_data, and points on a curve have no density; use dataset.noise > 0 or a dataset "
+             "with a density (gaussian, gmm)")
+    if cfg.loss.get("kappa") is not None:
+        if "loss.kappa" not in row.keys:
+            fail(f"loss.kappa={cfg.loss.kappa}: only loss=tsm_mix reads it (loss={name})")
+        elif not 0 <= cfg.loss.kappa <= 1:
+            fail(f"loss.kappa={cfg.loss.kappa}: must be between 0 (DSM-S's target) and 1 (TSM's) or null "
+                 "(v / (v + sigma^2))")
     if "fd_eps" in row.keys:
         low, high, radius = fd_eps_range(cfg)
         if not low <= cfg.fd_eps <= high:

@@ -31,6 +31,7 @@ class Config:
     weighting: str = "sigma2"
     sigma_data: float = 0.5
     noise_samples: int = 100
+    antithetic: bool = False
     projections: int = 1
     projection: str = "rademacher"
     fd_eps: float = 0.1
@@ -72,6 +73,12 @@ def check_root(cfg: DictConfig, fail: Callable[[str], None]) -> None:
           "(no / and no ..): presets put it in their sweep directory's name")
     for key in ("noise_samples", "steps", "checkpoint_every", "eval_samples"):
         check(cfg[key] >= 1, f"{key}={cfg[key]}: must be >= 1")
+    if cfg.antithetic:
+        check(cfg.noise_samples % 2 == 0, f"noise_samples={cfg.noise_samples} with antithetic=true: must be "
+              "even (the noise is drawn in (eps, -eps) pairs)")
+        check(cfg.schedule.kind == "none", f"antithetic=true with schedule.kind={cfg.schedule.kind}: "
+              "antithetic noise is for single-sigma runs")
+        check(cfg.sigma > 0, "antithetic=true with sigma=0: there is no noise to pair")
     check(cfg.diagnostics_every >= 0,
           f"diagnostics_every={cfg.diagnostics_every}: must be >= 0 (0: the trained objective only)")
     check(cfg.projections >= 1, f"projections={cfg.projections}: must be >= 1 (projection vectors per point)")

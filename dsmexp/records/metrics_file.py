@@ -31,7 +31,7 @@ COLUMNS = ("step", *METRICS, *EVAL_METRICS, "time_s")
 # one line per column (README, What a run computes), shown beside each chart by TensorBoard
 DESCRIPTIONS = {
     "step": "the optimisation step",
-    "loss": "the trained objective (loss_ism, loss_dsm, loss_dsm_s or loss_est)",
+    "loss": "the trained objective (loss_ism, loss_dsm, loss_dsm_s, loss_est or loss_vr)",
     "norm": "mean 0.5 |s(z)|^2, shared by ISM and DSM-S (Eq. 8, 9)",
     "fit_ism": "mean div s(z), the exact trace of ds/dz: the ISM fitting term (Eq. 8)",
     "fit_dsm": "mean <s(z), eps>/sigma: the DSM fitting term (Eq. 9), fit_ism in expectation (Prop. 2)",
@@ -50,6 +50,14 @@ DESCRIPTIONS = {
     "loss_est": "norm_est + fit_est: the trained loss of ssm, ssm_vr and fd_ssm runs",
     "grad_norm_est": "norm of the estimator's parameter gradient",
     "grad_cos_est": "cosine of the estimator's gradient with the exact ISM gradient",
+    "fit_vr": "a denoising variant's fitting term (dsm_cv <s(z) - s(x), eps>/sigma; tsm -<s, grad log p(x)>)",
+    "fit_vr_se": "standard error of fit_vr over the M*N points",
+    "loss_vr": "norm + fit_vr: the trained loss of dsm_cv, tsm and tsm_mix runs",
+    "grad_norm_vr": "norm of the denoising variant's parameter gradient",
+    "grad_var": "the trained gradient's per-point variance over the noise (trace of its covariance)",
+    "grad_var_se": "standard error of grad_var over the step's groups of noise rows",
+    "grad_var_ism": "the same for the exact ISM gradient on the same z",
+    "grad_var_ism_se": "standard error of grad_var_ism",
     "esm": "0.5 mean |s(z) - grad log q_sigma(z)|^2 on held-out z ~ q_sigma: the true SM loss (Eq. 2)",
     "esm_data": "0.5 mean |s(x) - grad log p_data(x)|^2 on held-out clean x: distance to the data score",
     "esm_emp": "esm against the empirical mixture (1/N) sum N(x_i, sigma^2 I) of the training set",
@@ -117,7 +125,8 @@ def _parse(path: Path) -> tuple[list[str], list[list[float]], list[tuple[int, st
 
 def load_metrics(run: str | Path) -> pd.DataFrame:
     """A run's metrics.csv (pass the run directory or the file): step as int64, every other column
-    float64, NaN where a metric was not computed at that step. A last line without its newline is a
+    float64, NaN where a metric was not computed at that step (and in the columns an older version of
+    dsmexp did not log: every table has today's COLUMNS). A last line without its newline is a
     row cut short by a stop (training appends whole lines) and is left out. A file dsmexp did not write,
     or any other row with the wrong number of fields or a value that is not a number, raises
     RunFileError naming the file and the line."""
@@ -128,7 +137,7 @@ def load_metrics(run: str | Path) -> pd.DataFrame:
     if bad:
         raise unreadable(path, bad[0][1])
     table = pd.DataFrame(np.array(rows, dtype=np.float64).reshape(len(rows), len(header)), columns=header)
-    return table.astype({"step": "int64"})
+    return table.reindex(columns=list(COLUMNS)).astype({"step": "int64"})
 
 
 def check_metrics_header(path: Path) -> None:

@@ -24,10 +24,12 @@ from dsmexp.core.datasets import build_dataset
 from dsmexp.core.evaluation import EVAL_METRICS, HeldOut
 from dsmexp.core.kernels.select import make_kernel
 from dsmexp.core.networks import build_model
+from dsmexp.core.noise import draw_noise
 from dsmexp.core.objectives import fused
 from dsmexp.core.objectives.estimators import draw_projections
 from dsmexp.core.objectives.registry import objective
 from dsmexp.core.objectives.step import CPU_CHUNK, CUDA_CHUNK, step_terms
+from dsmexp.core.objectives.targets import optimal_kappa
 from dsmexp.core.objectives.terms import METRICS
 from dsmexp.core.optimizers import build_optimizer
 from dsmexp.core.reference import ReferenceUnavailable, reference_score
@@ -160,6 +162,14 @@ class Trainer:
         self.levels_writer: metrics_file.MetricsWriter | None = None
         self.no_eval = torch.full((len(EVAL_METRICS),), math.nan, dtype=torch.float64, device=self.device)
         self.chunk = cfg.chunk_size or (CUDA_CHUNK if self.device.type == "cuda" else CPU_CHUNK)
+        self.clean_score, self.kappa = None, 0.0
+        row = objective(cfg.loss.name)
+        if row.clean_score:  # tsm, tsm_mix: grad log p_data at the training points, once
+            self.clean_score = torch.as_tensor(reference_score(self.dataset, data, 0.0), dtype=self.dtype,
+                                               device=self.device)
+            kappa = cfg.loss.get("kappa")
+            self.kappa = (float(kappa) if kappa is not None
+                          else optimal_kappa(float(np.var(data, axis=0).mean()), cfg.sigma))
         self.steps_done, self.elapsed = 0, 0.0
         self.last_row: dict[str, float] = {}
         self.diverged_step: int | None = None
@@ -324,9 +334,7 @@ class Trainer:
             return row
         eps = None
         if cfg.sigma > 0:  # drawn feature-major, (d, M, N), and viewed as (M, N, d): no copies later
-            shape = (self.x.shape[1], cfg.noise_samples, self.x.shape[0])
-            eps = torch.randn(shape, generator=self.noise, device=self.device, dtype=self.dtype)
-            eps = eps.permute(1, 2, 0)
+            eps = draw_noise(self.x, cfg.noise_samples, cfg.antithetic, self.noise)
         v = None
         if objective(cfg.loss.name).estimator:  # drawn after eps, so eps (and ISM/DSM runs) stay as they were
             dim, n = self.x.shape[1], self.x.shape[0] * (cfg.noise_samples if cfg.sigma > 0 else 1)
@@ -337,7 +345,8 @@ class Trainer:
             terms = self.fused.step_terms(self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk)
         else:
             terms = step_terms(self.torch_kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics,
-                               self.chunk, v=v, fd_eps=cfg.fd_eps, trained_only=trained_only)
+                               self.chunk, v=v, fd_eps=cfg.fd_eps, trained_only=trained_only,
+                               clean_score=self.clean_score, kappa=self.kappa, antithetic=cfg.antithetic)
         esm = self.held_out.esm(self.model) if evaluate else self.no_eval
         for p, g in zip(self.model.parameters(), terms.grad):
             p.grad = g

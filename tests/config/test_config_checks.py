@@ -25,6 +25,14 @@ from tests.conftest import make_cfg
     (["dataset.noise=inf"], "dataset.noise=inf: must be a finite number"),
     (["seed=-1"], "seed=-1: must be >= 0"),
     (["grid_size=100000"], "grid_size=100000: must be between 2 and 1024"),
+    (["loss=tsm", "dataset.noise=0"], "loss=tsm with dataset=half_moon noise=0: TSM needs the clean data's"),
+    (["loss=tsm_mix", "sigma=0"], "sigma=0 with loss=tsm_mix: TSM-mix needs sigma > 0"),
+    (["antithetic=true", "noise_samples=5"], "noise_samples=5 with antithetic=true: must be even"),
+    (["antithetic=true", "experiment=multiscale"],
+     "antithetic=true with schedule.kind=geometric: antithetic noise is for single-sigma runs"),
+    (["loss.kappa=0.5"], "loss.kappa=0.5: only loss=tsm_mix reads it"),
+    (["loss=tsm_mix", "loss.kappa=-0.1"], "loss.kappa=-0.1: must be between 0"),
+    (["loss=dsm_cv", "experiment=multiscale"], "loss=dsm_cv: not available across a noise schedule"),
 ])
 def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
@@ -36,6 +44,7 @@ def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message)
 @pytest.mark.parametrize("overrides", [
     [], ["experiment=fig1"], ["experiment=paper", "+profile=smoke"], ["dataset=gaussian", "dataset.dim=3",
     "dataset.mean=[1,0,-1]"], ["sigma=1e-15", "loss=ism"], ["grid_size=1024"], ["model.hidden=[]"],
+    ["loss=tsm", "dataset=gmm"], ["loss=tsm_mix", "loss.kappa=1"], ["loss=dsm_cv", "antithetic=true"],
 ])
 def test_good_settings_pass(overrides):
     validate(make_cfg(*overrides))

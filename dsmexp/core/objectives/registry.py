@@ -5,9 +5,11 @@ memory estimate, figures, reports, the dimension study and the benchmark all rea
 Exact objectives share one pass over the shared batch z = x + sigma * eps (step.step_terms): ISM
 (Eq. 8) trains the exact-divergence gradient, DSM (Eq. 7) and DSM-S (Eq. 9) the denoising one (the same
 gradient; DSM adds the constant const_dsm). Estimators of ISM (estimators.py) add their own terms (*_est)
-on the same z through their term function.
+on the same z through their term function; the variance-reduced denoising objectives (targets.py) their
+own regression target (*_vr columns).
 
-Adding an objective: conf/loss/NAME.yaml, one row below, and (for an estimator) its term function.
+Adding an objective: conf/loss/NAME.yaml, one row below, and (for an estimator) its term function or
+(for a denoising variant) its target function.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dsmexp.core.objectives.estimators import fd_ssm_terms, ssm_terms, ssm_vr_terms
+from dsmexp.core.objectives.targets import denoising_target, mixed_target, target_score
 
 ISM_COLOUR, DSM_COLOUR = "#1f77b4", "#ff7f0e"  # fixed across every figure: ISM blue, DSM orange
-GRADIENTS = ("ism", "dsm", "est")  # the gradients a step can compute: exact ISM, DSM (= DSM-S), estimator
+# the gradients a step can compute: exact ISM, DSM (= DSM-S), an estimator's, a denoising variant's
+GRADIENTS = ("ism", "dsm", "est", "vr")
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,9 @@ class Objective:
     kernel computes it; terms: an estimator's term function (kernel, z, v, fd_eps) -> EstimatorChunk,
     None for the exact objectives; points_per_projection: network evaluations per point and projection
     (the estimators' sub-chunking); keys: the settings it alone reads; multiscale: it trains a
-    noise-conditional model across a schedule too (levels.multiscale_terms), multiscale_only: only there.
+    noise-conditional model across a schedule too (levels.multiscale_terms), multiscale_only: only there;
+    target: a denoising variant's regression target (targets.py), control: it subtracts the control
+    variate <s(x), eps> / sigma at the clean point, clean_score: it needs grad log p_data at the data.
     """
 
     name: str
@@ -48,6 +54,9 @@ class Objective:
     reported: tuple[str, ...] = ()  # what a run's progress and last lines show, the trained value first
     multiscale: bool = False
     multiscale_only: bool = False
+    target: Callable | None = None
+    control: bool = False
+    clean_score: bool = False
 
     @property
     def estimator(self) -> bool:
@@ -61,7 +70,7 @@ class Objective:
     @property
     def fit_column(self) -> str:
         """The column of its fitting term (the term Prop. 2 compares)."""
-        return {"ism": "fit_ism", "dsm": "fit_dsm", "est": "fit_est"}[self.trains]
+        return {"ism": "fit_ism", "dsm": "fit_dsm", "est": "fit_est", "vr": "fit_vr"}[self.trains]
 
     @property
     def title(self) -> str:
@@ -71,6 +80,7 @@ class Objective:
 
 _SLICED_KEYS = ("projections", "projection")
 _EST_REPORTED = ("loss_est", "fit_est", "fit_ism")
+_VR_REPORTED = ("loss_vr", "fit_vr", "fit_ism", "grad_var")
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("ism", "ISM", "ism", "loss_ism", fused_ok=True, colour=ISM_COLOUR, marker="o",
               long_label="exact ISM", reported=("loss_ism", "fit_ism", "fit_dsm"), multiscale=True),
@@ -89,6 +99,13 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("hybrid", "hybrid", "est", "loss_est", needs_noise=True, keys=("loss.switch_sigma",),
               colour="#d62728", marker="P", long_label="hybrid ISM/DSM", reported=_EST_REPORTED,
               multiscale=True, multiscale_only=True),
+    Objective("dsm_cv", "DSM-CV", "vr", "loss_vr", needs_noise=True, target=denoising_target, control=True,
+              colour="#e377c2", marker="*", long_label="DSM-S with a control variate", reported=_VR_REPORTED),
+    Objective("tsm", "TSM", "vr", "loss_vr", needs_noise=True, target=target_score, clean_score=True,
+              colour="#17becf", marker="h", long_label="target score matching", reported=_VR_REPORTED),
+    Objective("tsm_mix", "TSM-mix", "vr", "loss_vr", needs_noise=True, target=mixed_target, clean_score=True,
+              keys=("loss.kappa",), colour="#bcbd22", marker="p", long_label="DSM/TSM combination",
+              reported=_VR_REPORTED),
 )}
 
 

@@ -6,7 +6,8 @@ ISM (Eq. 8) = norm + fit_ism and DSM-S (Eq. 9) = norm + fit_dsm share the norm 0
 fitting terms, mean div s(z) and mean <s(z), eps>/sigma, agree in expectation (Prop. 2, Eq. 10).
 DSM (Eq. 7) adds the constant const_dsm = mean |eps|^2 / (2 sigma^2) and has the same gradient as DSM-S.
 The estimators of ISM (estimators.py) add their own terms (*_est), with the cosine of their gradient
-with the exact ISM gradient.
+with the exact ISM gradient; the denoising variants (targets.py) theirs (*_vr). Every objective's trained
+gradient and the exact ISM gradient have their variance (gradvar.py): grad_var and grad_var_ism.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from dsmexp.core.objectives.registry import objective
 
 METRICS = ("loss", "norm", "fit_ism", "fit_dsm", "const_dsm", "loss_ism", "loss_dsm_s", "loss_dsm",
            "fit_ism_se", "fit_dsm_se", "grad_norm_ism", "grad_norm_dsm", "grad_cos",
-           "norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est", "grad_cos_est")
+           "norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est", "grad_cos_est",
+           "fit_vr", "fit_vr_se", "loss_vr", "grad_norm_vr", "grad_var", "grad_var_se", "grad_var_ism",
+           "grad_var_ism_se")
 
 
 @dataclass
@@ -126,8 +129,13 @@ def _square(t: Tensor) -> Tensor:
 
 
 def assemble(sums: StepSums | None, est_sums: EstimatorSums | None, g_ism: list[Tensor] | None,
-              g_dsm: list[Tensor] | None, g_est: list[Tensor] | None, loss: str, like: Tensor) -> Tensor:
-    """The METRICS vector from the step's sums and gradients (NaN for whatever was not computed)."""
+              g_dsm: list[Tensor] | None, g_est: list[Tensor] | None, loss: str, like: Tensor,
+              vr_sums: Moments | None = None, g_vr: list[Tensor] | None = None,
+              variances: dict[str, tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    """The METRICS vector from the step's sums and gradients (NaN for whatever was not computed).
+
+    vr_sums: a denoising variant's per-point (norm, fitting term) moments; variances: {"ism" or the
+    trained gradient's name: (grad_var, its standard error)}."""
     values = {}
     if sums is not None:
         nan = torch.full((), math.nan, dtype=torch.float64, device=like.device)
@@ -139,16 +147,26 @@ def assemble(sums: StepSums | None, est_sums: EstimatorSums | None, g_ism: list[
         values["loss_dsm_s"] = norm + values["fit_dsm"]
     if est_sums is not None:
         values |= est_sums.means()
-    return metrics_vector(values, g_ism, g_dsm, g_est, objective(loss).loss_column, like)
+    if vr_sums is not None:
+        norm, fit = vr_sums.mean()
+        values |= {"fit_vr": fit, "fit_vr_se": vr_sums.standard_error()[1], "loss_vr": norm + fit}
+    trains = objective(loss).trains
+    for name, (value, se) in (variances or {}).items():
+        if name == trains:
+            values |= {"grad_var": value, "grad_var_se": se}
+        if name == "ism":
+            values |= {"grad_var_ism": value, "grad_var_ism_se": se}
+    return metrics_vector(values, g_ism, g_dsm, g_est, objective(loss).loss_column, like, g_vr)
 
 
 def metrics_vector(values: dict[str, Tensor], g_ism: list[Tensor] | None, g_dsm: list[Tensor] | None,
-                   g_est: list[Tensor] | None, loss_column: str, like: Tensor) -> Tensor:
+                   g_est: list[Tensor] | None, loss_column: str, like: Tensor,
+                   g_vr: list[Tensor] | None = None) -> Tensor:
     """METRICS in order from the step's values, its gradients' norms and cosines, and `loss` (the value
     of loss_column); NaN for whatever was not computed."""
     nan = torch.full((), math.nan, dtype=torch.float64, device=like.device)
     values = dict(values)
-    flat = {name: _flatten(g) for name, g in (("ism", g_ism), ("dsm", g_dsm), ("est", g_est))}
+    flat = {name: _flatten(g) for name, g in (("ism", g_ism), ("dsm", g_dsm), ("est", g_est), ("vr", g_vr))}
     for name, f in flat.items():
         values[f"grad_norm_{name}"] = f.norm() if f is not None else nan
     values["grad_cos"] = _cosine(flat["ism"], flat["dsm"], nan)
