@@ -14,7 +14,7 @@ SLURM_STATE ?= $(CURDIR)/outputs/slurm
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sweep figures results dimension multiscale sampling bench lint clean slurm-up slurm-down
+.PHONY: install run test sweep figures results dimension multiscale sampling variance bench lint clean slurm-up slurm-down
 
 # While the cluster started by `make slurm-up` runs, every target talks to it (unless SLURM_CONF is set).
 ifneq ($(wildcard $(SLURM_STATE)/slurmctld.pid),)
@@ -56,6 +56,10 @@ multiscale: install
 # from scores to samples: the toy of Song & Ermon (2019), every sampler on the exact and the learned scores
 sampling: install
 	$(VENV)/bin/dsmexp-sampling --profile $(PROFILE) $(ARGS)
+
+# taming DSM at small sigma: control variate, antithetic noise and TSM against DSM-S and ISM, by gradient variance
+variance: install
+	$(PY) -m dsmexp.studies.variance.make --profile $(PROFILE) $(ARGS)
 
 bench: install
 	$(VENV)/bin/dsmexp-bench $(ARGS)
