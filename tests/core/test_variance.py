@@ -6,12 +6,12 @@ objective's per-point gradient in theta is, given x = a, a constant plus A <a, e
 variance over the noise is A^2 |a|^2 + 2 d B^2 (<a, eps> ~ N(0, |a|^2), |eps|^2 ~ chi^2_d with variance
 2 d, and the two uncorrelated):
 
-    ISM      g = theta |z|^2 - d                              A = 2 theta sigma            B = theta sigma^2
-    DSM-S    g = theta |z|^2 - <z, eps> / sigma               A = 2 theta sigma - 1/sigma  B = theta sigma^2 - 1
-    DSM-CV   g = theta |z|^2 - |eps|^2                        A = 2 theta sigma            B = theta sigma^2 - 1
-    TSM      g = theta |z|^2 - <z, a> / v                     A = sigma (2 theta - 1/v)    B = theta sigma^2
-    TSM-mix  target (1-k)(-eps/sigma) - k a / v               A = 2 theta sigma - (1-k)/sigma - k sigma/v
-                                                              B = theta sigma^2 - (1 - k)
+    ISM      g = theta |z|^2 - d                  A = 2 theta sigma             B = theta sigma^2
+    DSM-S    g = theta |z|^2 - <z, eps> / sigma   A = 2 theta sigma - 1/sigma   B = theta sigma^2 - 1
+    DSM-CV   g = theta |z|^2 - |eps|^2            A = 2 theta sigma             B = theta sigma^2 - 1
+    TSM      g = theta |z|^2 - <z, a> / v         A = sigma (2 theta - 1/v)     B = theta sigma^2
+    TSM-mix  target (1-k)(-eps/sigma) - k a / v   A = 2 theta sigma - (1-k)/sigma - k sigma/v
+                                                  B = theta sigma^2 - (1 - k)
 
 and with antithetic pairs (eps, -eps) the A term cancels within a pair: a pair's mean varies by
 2 d B^2, so the per-point equivalent grad_var (the step's variance times its points) is 4 d B^2. The
