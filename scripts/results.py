@@ -1,10 +1,11 @@
 """Regenerate the published results under docs/results/: the paper profile (seed 0) and the quick
 profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv, the
 dimension study at its quick profile (report.md, Figures 5-7, runs.csv), the multi-scale study at its
-quick profile (report.md, Figures 8-9, runs.csv) and the sampling study (report.md, Figures 10-11,
-runs.csv).
+quick profile (report.md, Figures 8-9, runs.csv), the sampling study (report.md, Figures 10-11,
+runs.csv; it samples the multi-scale and the quick profile's runs too, so it comes after them) and the
+variance study (report.md, Figures 12-13, runs.csv).
 
-    make results                     # all five; runs only what is not trained yet (about 90 min on 2 cores)
+    make results                     # all six; runs only what is not trained yet (about 3 h on 2 cores)
     python scripts/results.py --only quick
 
 Run it from a checkout at one commit: every report records the commit it was drawn at and the commits
@@ -116,7 +117,7 @@ def publish_study(name: str, launcher: str) -> int:
     return code
 
 
-STUDIES = ("dimension", "multiscale", "sampling")  # each a package under dsmexp/studies/ with a make.py
+STUDIES = ("dimension", "multiscale", "sampling", "variance")  # each a package under dsmexp/studies/ with a make.py
 
 
 def main(argv: list[str] | None = None) -> int:
