@@ -20,13 +20,14 @@ from dsmexp.studies.dimension.make import check_jobs, csv, dsmexp, launcher_over
 from dsmexp.studies.variance.numbers import SIGMAS
 from dsmexp.studies.variance.report import build_report
 
-# profile -> its training overrides: quick is the paper study's quick profile (N = 1000, M = 50) at 1000
-# steps; chunk_size = 2 N (smoke: N = 200) makes M / 2 groups of two noise rows per step (one pair each,
-# antithetic); the other gradients (grad_var_ism) every fifth step
+# profile -> its training overrides: quick is the paper study's quick profile (N = 1000, M = 50) at 600
+# steps (what 60 runs take in about 45 min on one core); chunk_size = 2 N (smoke: N = 200) makes M / 2
+# groups of two noise rows per step (one pair each, antithetic); the other gradients (grad_var_ism) every
+# fifth step; one torch thread per run (runs beside one another do not fight over the cores)
 PROFILES = {
-    "quick": ["+profile=quick", "steps=1000", "chunk_size=2000", "diagnostics_every=5"],
-    "paper": ["+profile=paper", "chunk_size=10000", "diagnostics_every=5"],
-    "smoke": ["+profile=smoke", "noise_samples=8", "chunk_size=400", "diagnostics_every=5"],
+    "quick": ["+profile=quick", "steps=600", "chunk_size=2000", "diagnostics_every=5", "threads=1"],
+    "paper": ["+profile=paper", "chunk_size=10000", "diagnostics_every=5", "threads=1"],
+    "smoke": ["+profile=smoke", "noise_samples=8", "chunk_size=400", "diagnostics_every=5", "threads=1"],
 }
 LOSSES = ("dsm_s", "dsm_cv", "tsm", "ism")
 
