@@ -117,7 +117,8 @@ def publish_study(name: str, launcher: str) -> int:
     return code
 
 
-STUDIES = ("dimension", "multiscale", "sampling", "variance")  # each a package under dsmexp/studies/ with a make.py
+# each a package under dsmexp/studies/ with a make.py; sampling samples the multiscale and quick sweeps
+STUDIES = ("dimension", "multiscale", "sampling", "variance")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from dsmexp.core.objectives.step import CPU_CHUNK, CUDA_CHUNK, step_terms
 from dsmexp.core.objectives.targets import optimal_kappa
 from dsmexp.core.objectives.terms import METRICS
 from dsmexp.core.optimizers import build_optimizer
-from dsmexp.core.reference import ReferenceUnavailable, reference_score
+from dsmexp.core.reference import reference_score
 from dsmexp.errors import RunFileError
 from dsmexp.records import artifacts, metrics_file
 from dsmexp.records.identity import check_existing_run, result_config
@@ -42,6 +42,8 @@ from dsmexp.safe_io import shown_path
 from dsmexp.train.interrupt import Interrupted, sigint_between_steps
 from dsmexp.train.multiscale import ScheduleStep
 from dsmexp.train.preflight import preflight
+from dsmexp.train.progress import duration_text, values_text
+from dsmexp.train.score_field import save_score_field
 from dsmexp.train.summary import device_name, write_summary
 from dsmexp.train.tracking import Tracker
 
@@ -220,7 +222,7 @@ class Trainer:
         self.tracker.finish("completed", self.run_dir)
         row = self.last_row
         log.info("completed %d steps in %.1f s: %s", self.steps_done, self.elapsed,
-                 _values(row, [*objective(cfg.loss.name).reported, "esm", "esm_data"]))
+                 values_text(row, [*objective(cfg.loss.name).reported, "esm", "esm_data"]))
         where = shown_path(self.run_dir)
         files = ["metrics.csv", *(["levels.csv"] if self.multiscale else []), "summary.json",
                  *(["score_field.npz"] if self.dataset.dim == 2 else [])]
@@ -386,29 +388,14 @@ class Trainer:
         rate = (done - self._progress_start[0]) / max(time.monotonic() - self._progress_start[1], 1e-9)
         left = (total - done) / rate if rate > 0 else math.inf
         log.info("step %d/%d (%d%%): %s; %.1f steps/s, %s left", done, total, 100 * done // total,
-                 _values(self.last_row, objective(self.cfg.loss.name).reported), rate, _duration(left))
+                 values_text(self.last_row, objective(self.cfg.loss.name).reported), rate,
+                 duration_text(left))
 
     def _save_score_field(self) -> None:
-        """The learned score on a grid covering the data (2-D datasets only)."""
-        if self.dataset.dim != 2:
-            return
-        data = self.x.cpu().double().numpy()
-        grid_x, grid_y = (_axis(data[:, i], self.cfg.grid_size) for i in range(2))
-        xx, yy = np.meshgrid(grid_x, grid_y, indexing="xy")
-        grid = np.stack([xx.ravel(), yy.ravel()], 1)
-        shape = (len(grid_y), len(grid_x), 2)
+        """The learned score on a grid covering the data (2-D datasets only): score_field.py."""
         sigma = self.cfg.schedule.sigma_min if self.multiscale else self.cfg.sigma  # the smallest level's
-        with torch.no_grad():
-            points = torch.as_tensor(grid, dtype=self.dtype, device=self.device)
-            scales = torch.full((len(grid),), sigma, dtype=self.dtype, device=self.device)
-            args = (scales,) if self.multiscale else ()
-            score = self.model(points, *args).cpu().double().numpy().reshape(shape)
-        try:
-            reference = reference_score(self.dataset, grid, sigma).reshape(shape)
-        except ReferenceUnavailable:
-            reference = np.full(shape, math.nan)
-        artifacts.save_score_field(self.run_dir / artifacts.FIELD_FILE, dict(
-            grid_x=grid_x, grid_y=grid_y, score=score, reference=reference, data=data))
+        save_score_field(self.run_dir / artifacts.FIELD_FILE, self.model, self.dataset, self.x, sigma,
+                         self.multiscale, self.cfg.grid_size)
 
     def progress(self) -> dict:
         """How far the run got, for summary.json."""
@@ -419,27 +406,3 @@ class Trainer:
 
     def write_summary(self, status: str) -> None:
         write_summary(self.run_dir, self.cfg, status, **self.progress())
-
-
-def _values(row: dict, columns: list[str]) -> str:
-    """`name=value` for the columns that have a value (a metric not computed is left out, not nan)."""
-    return " ".join(f"{c}={row[c]:.6g}" for c in columns if c in row and math.isfinite(row[c]))
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "unknown time"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
-def _axis(values: np.ndarray, size: int) -> np.ndarray:
-    """Grid coordinates spanning the data with a 10% margin on each side."""
-    lo, hi = values.min(), values.max()
-    margin = 0.1 * (hi - lo) if hi > lo else 1.0
-    return np.linspace(lo - margin, hi + margin, size)
-
-

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if paper is not None and paper.runs:
         preamble += ["", f"The paper's single-sigma runs ({paper_dir}: half-moon, every objective and sigma "
                      f"of the Figure 1-3 sweep, training seeds 0 to {PAPER_SEEDS - 1}), each network and the "
-                     "exact score of q_sigma at its sigma, with plain Langevin, settings `{' '.join(PAPER[args.profile])}`."]
+                     "exact score of q_sigma at its sigma, with plain Langevin, settings "
+                     f"`{' '.join(PAPER[args.profile])}`."]
     report = build_report(toy_group(sweep_dir), groups, out, preamble, paper)
     print(f"{report}: Figures 10-11 and the claims table, {time.perf_counter() - started:.0f} s in all")
     if not trained:
