@@ -29,7 +29,8 @@ def test_run_leaves_every_contract_file(tmp_path):
                        "loss_dsm", "fit_ism_se", "fit_dsm_se", "grad_norm_ism", "grad_norm_dsm", "grad_cos",
                        "norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est", "grad_cos_est",
                        "fit_vr", "fit_vr_se", "loss_vr", "grad_norm_vr", "grad_var", "grad_var_se",
-                       "grad_var_ism", "grad_var_ism_se", "esm", "esm_data", "esm_emp", "esm_rel", "esm_data_rel", "time_s"]
+                       "grad_var_ism", "grad_var_ism_se", "esm", "esm_data", "esm_emp", "esm_rel",
+                       "esm_data_rel", "time_s"]
     assert m["step"].tolist() == list(range(cfg.steps))
     assert np.all(np.diff(m["time_s"]) > 0)
     summary = json.loads((run_dir / "summary.json").read_text())
