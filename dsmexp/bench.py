@@ -151,9 +151,12 @@ class Setup:
         model, optimizer = self.model_and_optimizer()
         kernel = make_kernel(model)
         v = self.v if objective(loss).estimator else None
+        # tsm and tsm_mix read a clean score at the data: N(0, I)'s, -x (its values do not change the cost)
+        clean = -self.x if objective(loss).clean_score else None
 
         def step() -> torch.Tensor:
-            terms = step_terms(kernel, self.x, self.eps, SIGMA, loss, False, chunk, v=v, trained_only=True)
+            terms = step_terms(kernel, self.x, self.eps, SIGMA, loss, False, chunk, v=v, trained_only=True,
+                               clean_score=clean, kappa=0.5)
             for p, g in zip(model.parameters(), terms.grad):
                 p.grad = g
             optimizer.step()
