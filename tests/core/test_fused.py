@@ -49,10 +49,10 @@ def _problem(n: int, m: int, sigma: float, activation: str = "tanh", hidden=(16,
 
 def _assert_metrics_close(got: torch.Tensor, want: torch.Tensor, rtol: float) -> None:
     for name, a, b in zip(METRICS, got.tolist(), want.tolist()):
-        if name.startswith("grad_var"):  # the fused pass keeps no per-group gradient: NaN there
-            assert math.isnan(a), name
-            continue
         assert math.isnan(a) == math.isnan(b), name
+        if name.startswith("grad_var") and not math.isnan(b):  # a variance of float32 group sums
+            assert abs(a - b) <= 5e-2 * abs(b), f"{name}: fused {a!r}, torch {b!r}"
+            continue
         if not math.isnan(b):
             assert abs(a - b) <= rtol * abs(b), f"{name}: fused {a!r}, torch {b!r}"
 
@@ -83,7 +83,7 @@ def test_fused_matches_torch_path(n, m, sigma, activation, hidden, dim):
     losses = ("ism",) if sigma == 0 else ("ism", "dsm", "dsm_s")
     for loss in losses:
         for diagnostics in (True, False):
-            got = kernel.step_terms(x, eps, sigma, loss, diagnostics)
+            got = kernel.step_terms(x, eps, sigma, loss, diagnostics, 500)  # the same groups as below
             want = step_terms(torch_kernel, x, eps, sigma, loss, diagnostics, chunk_size=500)
             _assert_metrics_close(got.metrics, want.metrics, 1e-5)
             _assert_grads_close(got.grad, want.grad, 1e-5)  # ISM's gradient for ism, DSM-S's otherwise

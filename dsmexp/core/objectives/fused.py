@@ -27,7 +27,9 @@ from torch import Tensor
 
 from dsmexp.core.networks import ScoreMLP
 from dsmexp.core.objectives.fused_build import BuildError, load
+from dsmexp.core.objectives.gradvar import GradientGroups
 from dsmexp.core.objectives.registry import OBJECTIVES, objective
+from dsmexp.core.objectives.step import CPU_CHUNK, group_points
 from dsmexp.core.objectives.terms import StepSums, StepTerms, assemble
 from dsmexp.errors import ConfigError
 
@@ -88,8 +90,9 @@ def choose(cfg: Any) -> tuple[str, str]:
 
 
 class FusedKernel:
-    """step.step_terms for the two-hidden-layer MLP in one C++ pass (same arguments, same result
-    to float32 rounding). chunk_size is accepted and unused: nothing per point is kept in memory."""
+    """step.step_terms for the two-hidden-layer MLP in one C++ pass per gradient-variance group (same
+    arguments, same result to float32 rounding); chunk_size sets the groups only: nothing per point is
+    kept in memory."""
 
     def __init__(self, model: ScoreMLP) -> None:
         self.model, self.module = model, load()
@@ -97,6 +100,10 @@ class FusedKernel:
 
     def step_terms(self, x: Tensor, eps: Tensor | None, sigma: float, loss: str, diagnostics: bool = True,
                    chunk_size: int | None = None) -> StepTerms:
+        """The step in one C++ call, or, when the points fill more than one gradient-variance group of
+        whole noise rows (step.group_points with chunk_size), one call per group: the groups' gradient
+        sums give grad_var and grad_var_ism (gradvar.py), their metric sums add up (the moments moved to
+        the first group's shift)."""
         noisy = sigma > 0
         params = [p.detach().contiguous() for p in self.model.parameters()]
         w1, _, w2, _, w3, _ = params
@@ -106,20 +113,45 @@ class FusedKernel:
         trains = objective(loss).trains  # "ism" or "dsm": the fused kernel covers the exact objectives
         want_ism = trains == "ism" or diagnostics
         want_dsm = noisy and (trains == "dsm" or diagnostics)
-        sums_out, flat, g_c, shifts = self._call(x.T.contiguous(), e_fm, float(sigma),
-                                                 params, cmat, want_ism, want_dsm)
-        count = x.shape[0] * (eps.shape[0] if noisy else 1)
+        n, m = x.shape[0], (eps.shape[0] if noisy else 1)
+        rows = group_points(n, chunk_size or CPU_CHUNK, noisy) // n if noisy else m
+        spans = [(r, min(r + rows, m)) for r in range(0, m, rows)] if noisy else [(0, 1)]
+        x_fm = x.T.contiguous()
+        fit_rows = [0, 1] if noisy else [0]
+        names = [name for name, on in (("ism", want_ism), ("dsm", want_dsm)) if on]
+        groups = {name: GradientGroups() for name in names}
+        totals: dict[str, list[Tensor]] = {}
+        squares, shift, sum1, sum2 = 0.0, None, 0.0, 0.0
+        for lo, hi in spans:
+            part = e_fm[:, lo:hi].contiguous() if noisy and len(spans) > 1 else e_fm
+            sums_out, flat, g_c, shifts = self._call(x_fm, part, float(sigma), params, cmat, want_ism,
+                                                     want_dsm)
+            count = n * (hi - lo)
+            a, s1, s2 = shifts[fit_rows], sums_out[[3, 5]][fit_rows], sums_out[[4, 6]][fit_rows]
+            if shift is None:
+                shift = a
+            delta = a - shift
+            sum1 = sum1 + s1 + count * delta
+            sum2 = sum2 + s2 + 2 * delta * s1 + count * delta * delta
+            squares = squares + (sums_out[:3] if noisy else sums_out[:1])
+            grads = {"ism": _split(flat[0], params), "dsm": _split(flat[1], params)}
+            if want_ism:
+                grads["ism"] = self._add_c_path(grads["ism"], g_c, params, bmat)
+            for name in names:
+                groups[name].add(grads[name], count)
+                groups[name].close()
+                totals[name] = (grads[name] if name not in totals
+                                else [t.add_(g) for t, g in zip(totals[name], grads[name])])
+        total = n * m
         sums = StepSums(sigma)
-        sums.count = sums.fits.count = count
-        rows = [0, 1] if noisy else [0]
-        sums.fits.shift = shifts[rows, None]
-        sums.fits.sum1, sums.fits.sum2 = sums_out[[3, 5]][rows], sums_out[[4, 6]][rows]
-        sums.squares = sums_out[:3] if noisy else sums_out[:1]
-        grads = [_split(flat[r], params) for r in range(2)]
-        g_ism = self._add_c_path(grads[0], g_c, params, bmat) if want_ism else None
-        g_ism = [g / count for g in g_ism] if want_ism else None
-        g_dsm = [g / count for g in grads[1]] if want_dsm else None
-        metrics = assemble(sums, None, g_ism, g_dsm, None, loss, sums_out)
+        sums.count = sums.fits.count = total
+        sums.fits.shift, sums.fits.sum1, sums.fits.sum2 = shift[:, None], sum1, sum2
+        sums.squares = squares
+        g_ism = [g / total for g in totals["ism"]] if want_ism else None
+        g_dsm = [g / total for g in totals["dsm"]] if want_dsm else None
+        like = sums_out
+        variances = {name: groups[name].variance(like) for name in {"ism", trains} & set(groups)}
+        metrics = assemble(sums, None, g_ism, g_dsm, None, loss, like, variances=variances)
         trained = g_ism if trains == "ism" else g_dsm
         return StepTerms(metrics, [g.to(p.dtype) for g, p in zip(trained, params)])
 

@@ -1,7 +1,7 @@
 """The variance study (`make variance`, `dsmexp-variance`): half-moon at one profile, sigma in {1e-4,
 1e-3, 1e-2, 1e-1}, DSM-S, DSM-CV, DSM-S with antithetic noise, TSM and ISM, three seeds (finished runs
-are skipped), on the torch path (the fused kernel logs no gradient variance) with one gradient-variance
-group per noise row or two; then Figures 12-13 and report.md from the saved files.
+are skipped), every variant on the torch path (the fused kernel covers only ISM and DSM-S) with two
+noise rows per gradient-variance group; then Figures 12-13 and report.md from the saved files.
 
     make variance                       # PROFILE=quick
     dsmexp-variance --profile smoke --launcher basic
