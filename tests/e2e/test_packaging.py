@@ -22,7 +22,7 @@ def test_help_lists_the_config_groups_without_the_internal_schema(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dsmexp", "--help"], cwd=tmp_path, capture_output=True,
                           text=True, check=True)
     groups = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Settings ==", 1)[0]
-    assert "loss: dsm, dsm_s, fd_ssm, hybrid, ism, ssm, ssm_vr" in groups
+    assert "loss: dsm, dsm_cv, dsm_s, fd_ssm, hybrid, ism, ssm, ssm_vr, tsm, tsm_mix" in groups
     assert "dataset: gaussian, gmm, half_moon, swiss_roll" in groups
     assert "optimizer: adam, adamw, sgd" in groups and "model: custom, mlp" in groups
     assert "profile: dimension_quick, multiscale_paper, multiscale_quick, paper, quick, smoke" in groups

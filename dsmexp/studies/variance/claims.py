@@ -62,36 +62,32 @@ def slope_claim(runs: list[StudyRun]) -> Claim:
                  f"{{{', '.join(f'{s:g}' for s in SIGMAS)}}} within {list(SLOPE_RANGE)}", results)
 
 
-def within_claim(runs: list[StudyRun], name: str) -> Claim:
+def _against_ism(runs: list[StudyRun], name: str, value, bound: float) -> list[tuple[bool | None, str]]:
+    """Per seed: value(run of `name`) / value(ISM run) at SMALL, and whether it is at most `bound`."""
     index, results = by_seed(runs), []
     for seed in _seeds(runs):
         mine, ism = index.get((name, SMALL, seed)), index.get(("ism", SMALL, seed))
         if mine is None or ism is None:
             results.append((None, f"seed {seed}: missing"))
             continue
-        ratio = mine.late("grad_var") / ism.late("grad_var")
-        results.append((bool(np.isfinite(ratio) and ratio <= WITHIN), f"seed {seed}: ratio {ratio:.3g}"))
+        ratio = value(mine) / value(ism)
+        results.append((bool(np.isfinite(ratio) and ratio <= bound), f"seed {seed}: ratio {ratio:.3g}"))
+    return results
+
+
+def within_claim(runs: list[StudyRun], name: str) -> Claim:
     return Claim(f"{LABELS[name]} brings DSM's gradient variance at sigma = 1e-4 within 10x of ISM's",
                  "the issue's question; the paper: DSM's variance explodes at small sigma, ISM's does not",
                  f"gradient variance of the {LABELS[name]} run over the ISM run's at sigma = 1e-4, same "
-                 f"seed, <= {WITHIN:g}", results)
+                 f"seed, <= {WITHIN:g}", _against_ism(runs, name, lambda r: r.late("grad_var"), WITHIN))
 
 
 def fits_claim(runs: list[StudyRun], name: str) -> Claim:
-    index, results = by_seed(runs), []
-    for seed in _seeds(runs):
-        mine, ism = index.get((name, SMALL, seed)), index.get(("ism", SMALL, seed))
-        if mine is None or ism is None:
-            results.append((None, f"seed {seed}: missing"))
-            continue
-        ratio = mine.final("esm_data") / ism.final("esm_data")
-        results.append((bool(np.isfinite(ratio) and ratio <= FITS), f"seed {seed}: ratio {ratio:.3g}"))
-    paper = name == "dsm_s"
-    return Claim(f"{LABELS[name]} fits the score at sigma = 1e-4" + (" (the paper: it does not)" if paper
-                                                                   else ""),
+    paper = " (the paper: it does not)" if name == "dsm_s" else ""
+    return Claim(f"{LABELS[name]} fits the score at sigma = 1e-4{paper}",
                  "Sec. 3: in the case of sigma = 1e-4 the loss barely decreases and the score is not fitted",
                  f"final esm_data of the {LABELS[name]} run over the ISM run's at sigma = 1e-4, same seed, "
-                 f"<= {FITS:g}", results)
+                 f"<= {FITS:g}", _against_ism(runs, name, lambda r: r.final("esm_data"), FITS))
 
 
 def claims(runs: list[StudyRun]) -> list[Claim]:
