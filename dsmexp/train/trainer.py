@@ -344,7 +344,8 @@ class Trainer:
         trained_only = cfg.diagnostics_every == 0
         diagnostics = not trained_only and step % cfg.diagnostics_every == 0
         if self.fused is not None:
-            terms = self.fused.step_terms(self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk)
+            terms = self.fused.step_terms(self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk,
+                                          cfg.antithetic)
         else:
             terms = step_terms(self.torch_kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics,
                                self.chunk, v=v, fd_eps=cfg.fd_eps, trained_only=trained_only,

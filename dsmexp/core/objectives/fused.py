@@ -41,6 +41,10 @@ ACTIVATION_IDS = {"tanh": 0, "sigmoid": 1, "silu": 2}  # softplus needs a logari
 # an AVX2 CPU (N = 1000, M = 50, d = 2) took 0.41x the torch path's time at 16-32, 0.70x at 64-64 and
 # 1.27x at 128-128, where torch's matrix products win (README, The fused CPU kernel)
 MAX_AUTO_WIDTHS = 64 * 64
+# at most this many C++ calls per step for the gradient-variance groups: each call has its own start-up
+# (threads, the shift tile, a copy of its noise rows); the paper step (N = 1000, M = 500, 2 threads) took
+# 45.7 ms in one call, 48.6 ms in 8 and 56-60 ms in 32 (the torch path's groups of 16 rows)
+FUSED_GROUPS = 8
 
 
 def not_applicable(cfg: Any) -> str | None:
@@ -99,11 +103,11 @@ class FusedKernel:
         self.activation = ACTIVATION_IDS[model.activation_name]
 
     def step_terms(self, x: Tensor, eps: Tensor | None, sigma: float, loss: str, diagnostics: bool = True,
-                   chunk_size: int | None = None) -> StepTerms:
+                   chunk_size: int | None = None, antithetic: bool = False) -> StepTerms:
         """The step in one C++ call, or, when the points fill more than one gradient-variance group of
-        whole noise rows (step.group_points with chunk_size), one call per group: the groups' gradient
-        sums give grad_var and grad_var_ism (gradvar.py), their metric sums add up (the moments moved to
-        the first group's shift)."""
+        whole noise rows (step.group_points with chunk_size, at most FUSED_GROUPS of them; antithetic
+        pairs kept whole), one call per group: the groups' gradient sums give grad_var and grad_var_ism
+        (gradvar.py), their metric sums add up (the moments moved to the first group's shift)."""
         noisy = sigma > 0
         params = [p.detach().contiguous() for p in self.model.parameters()]
         w1, _, w2, _, w3, _ = params
@@ -114,7 +118,11 @@ class FusedKernel:
         want_ism = trains == "ism" or diagnostics
         want_dsm = noisy and (trains == "dsm" or diagnostics)
         n, m = x.shape[0], (eps.shape[0] if noisy else 1)
-        rows = group_points(n, chunk_size or CPU_CHUNK, noisy) // n if noisy else m
+        rows = m
+        if noisy:
+            fewest = -(-m // FUSED_GROUPS)  # rows per call for at most FUSED_GROUPS calls
+            rows = max(group_points(n, chunk_size or CPU_CHUNK, noisy, antithetic) // n, fewest)
+            rows += rows % 2 if antithetic else 0
         spans = [(r, min(r + rows, m)) for r in range(0, m, rows)] if noisy else [(0, 1)]
         x_fm = x.T.contiguous()
         fit_rows = [0, 1] if noisy else [0]
