@@ -39,6 +39,7 @@ from dsmexp.records.identity import check_existing_run, result_config
 from dsmexp.records.levels_file import levels_before, levels_writer
 from dsmexp.records.runlock import RunLock
 from dsmexp.safe_io import shown_path
+from dsmexp.train.allocator import keep_freed_memory
 from dsmexp.train.interrupt import Interrupted, sigint_between_steps
 from dsmexp.train.multiscale import ScheduleStep
 from dsmexp.train.preflight import preflight
@@ -68,9 +69,11 @@ class Seeds:
 
 
 def prepare_cpu(threads: int | None = None) -> None:
-    """Flush denormal floats to zero (saturated tanh layers produce them, and each costs ~100 cycles)
-    and set the thread count. Threads created afterwards inherit the flag, so call this early."""
+    """Flush denormal floats to zero (saturated tanh layers produce them, and each costs ~100 cycles),
+    keep freed memory in the process (allocator.py: a step's temporaries then do not page-fault) and set
+    the thread count. Threads created afterwards inherit the flag, so call this early."""
     torch.set_flush_denormal(True)
+    keep_freed_memory()
     if threads is not None:
         torch.set_num_threads(threads)
 
