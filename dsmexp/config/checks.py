@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from dsmexp.config.dataset import DATASET_SCHEMAS
 from dsmexp.config.loss import check_loss
 from dsmexp.config.model import check_model
+from dsmexp.config.noise import check_noise
 from dsmexp.config.optimizer import check_optimizer
 from dsmexp.config.root import check_root
 from dsmexp.config.schedule import check_schedule
@@ -39,6 +40,7 @@ def validate(cfg: DictConfig) -> None:
     DATASET_SCHEMAS[name].check(cfg.dataset, fail)
     check_model(cfg.model, fail)
     check_schedule(cfg, fail)
+    check_noise(cfg, fail)
     check_loss(cfg, fail)
 
 

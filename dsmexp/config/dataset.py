@@ -41,6 +41,12 @@ class DatasetConfig:
         return ""
 
     @classmethod
+    def no_kernel_reference(cls, ds: DictConfig, kernel: str) -> str | None:
+        """Why q_sigma has no exact reference under a non-Gaussian noise kernel (core/kernel_densities.py),
+        or None when it has one."""
+        return None
+
+    @classmethod
     def extent(cls, ds: DictConfig) -> float:
         """A bound on the magnitude of a coordinate of the data (3 standard deviations for Gaussian parts)."""
         raise NotImplementedError
@@ -66,6 +72,13 @@ class CurveConfig(DatasetConfig):
         super().check(ds, fail)
         if ds.noise < 0:
             fail(f"dataset.noise={ds.noise}: must be >= 0")
+
+    @classmethod
+    def no_kernel_reference(cls, ds: DictConfig, kernel: str) -> str | None:
+        if ds.noise == 0:
+            return (f"dataset.noise=0: the exact reference under noise.kernel={kernel} blurs the curve's "
+                    "quadrature with N(0, noise^2 I); use dataset.noise > 0")
+        return None
 
     @classmethod
     def why_min_dim(cls, ds: DictConfig) -> str:
@@ -134,6 +147,16 @@ class GaussianConfig(DatasetConfig):
         if ds.cov is not None and ds.condition != 1:
             fail(f"dataset.condition={ds.condition}: applies to the diagonal from dataset.scale; leave it at "
                  "1 with an explicit dataset.cov")
+
+    @classmethod
+    def no_kernel_reference(cls, ds: DictConfig, kernel: str) -> str | None:
+        diagonal = not ds.rotate and (ds.cov is None or all(
+            v == 0 for i, row in enumerate(ds.cov) for j, v in enumerate(row) if i != j))
+        if kernel == "laplace" and not diagonal:
+            return ("dataset.rotate / dataset.cov: under noise.kernel=laplace the exact reference needs a "
+                    "diagonal covariance (the product kernel does not factor in a rotated eigenbasis); "
+                    "student_t covers any covariance")
+        return None
 
     @classmethod
     def extent(cls, ds: DictConfig) -> float:

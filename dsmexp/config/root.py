@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig
 
 from dsmexp.config.loss import LossConfig
+from dsmexp.config.noise import NoiseConfig
 from dsmexp.config.optimizer import OptimizerConfig
 from dsmexp.config.schedule import ScheduleConfig
 
@@ -27,6 +28,7 @@ class Config:
     model: Any = MISSING
     optimizer: OptimizerConfig = MISSING
     sigma: float = 0.01
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     weighting: str = "sigma2"
     sigma_data: float = 0.5

@@ -1,6 +1,8 @@
 """Built-in datasets: how to sample them, and each one's exact reference score (density) of the noised
 data q_sigma = p_data * N(0, sigma^2 I). A new dataset is a class here with from_config, sample and
-density, one DATASETS entry, its schema (dsmexp/config/dataset.py) and its YAML (docs/architecture.md).
+density (and gaussian_parts, its density as a mixture of diagonal Gaussians, for the non-Gaussian noise
+kernels of kernel_densities.py), one DATASETS entry, its schema (dsmexp/config/dataset.py) and its YAML
+(docs/architecture.md).
 
 Every dataset is built from its config group and a geometry seed (the run's data seed): the random
 plane of an embedded curve, the means of a mixture, the rotation of a Gaussian. At their defaults
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dsmexp.core.densities import ReferenceUnavailable, curve_nodes, gmm_density, mixture_density
+from dsmexp.core.noise import NoiseKernel
 
 GEOMETRY_STREAM = 7  # spawn key of the geometry stream, apart from any sampling stream
 PERP_STREAM = 11  # spawn key of the noise across an embedded curve's plane
@@ -107,6 +110,18 @@ class CurveData:
         return log_q, score2 @ basis.T - perp / var, div2 - (z.shape[1] - 2) / var
 
 
+    def gaussian_parts(self, kernel: NoiseKernel) -> tuple:
+        """The blurred curve as a mixture of N(c(t_k), noise^2 I) over its quadrature nodes (at kernel width
+        noise, the narrowest any kernel's convolution has): kernel_densities.py's input."""
+        if self.noise == 0:
+            raise ReferenceUnavailable(f"noise.kernel={kernel.kind}: the exact reference blurs the curve's "
+                                       "quadrature with its N(0, noise^2 I); it needs dataset.noise > 0")
+        centres, log_weights = curve_nodes(self.curves, self.noise)
+        if self.basis is not None:
+            centres = centres @ self.basis.T
+        return centres, log_weights, np.full(centres.shape, self.noise**2), None
+
+
 class HalfMoon(CurveData):
     """sklearn's make_moons: two half circles, uniform in angle, plus N(0, noise^2 I)."""
 
@@ -172,6 +187,20 @@ class Gaussian:
         return log_q, -centred @ precision, np.full(len(z), -np.trace(precision))
 
 
+    def gaussian_parts(self, kernel: NoiseKernel) -> tuple:
+        """One component in the covariance's eigenbasis (rotation Q; the Student-t kernel is rotation
+        invariant); the product Laplace kernel is not, so it needs a diagonal covariance."""
+        if np.count_nonzero(self.cov - np.diag(np.diag(self.cov))) == 0:
+            return self.mean[None], np.zeros(1), np.diag(self.cov)[None].copy(), None
+        if kernel.kind == "laplace":
+            raise ReferenceUnavailable("noise.kernel=laplace: the product kernel does not factor in the "
+                                       "eigenbasis of a non-diagonal covariance (dataset.rotate, "
+                                       "dataset.cov); "
+                                       "the exact reference needs a diagonal one")
+        eigenvalues, q = np.linalg.eigh(self.cov)
+        return (self.mean @ q)[None], np.zeros(1), eigenvalues[None], q
+
+
 class GaussianMixture:
     """sum_k w_k N(mu_k, s_k^2 I) in `dim` dimensions: K isotropic components with their own scale."""
 
@@ -193,6 +222,11 @@ class GaussianMixture:
         """q_sigma = sum_k w_k N(mu_k, (s_k^2 + sigma^2) I), by log-sum-exp over the components: log q,
         the score and its divergence."""
         return gmm_density(z, self.means, np.log(self.weights), self.scales**2 + sigma**2)
+
+    def gaussian_parts(self, kernel: NoiseKernel) -> tuple:
+        """Its components, isotropic: kernel_densities.py's input."""
+        variances = np.repeat((self.scales**2)[:, None], self.dim, axis=1)
+        return self.means, np.log(self.weights), variances, None
 
 
 Dataset = HalfMoon | SwissRoll | Gaussian | GaussianMixture

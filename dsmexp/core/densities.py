@@ -96,3 +96,28 @@ def gmm_density(z: np.ndarray, means: np.ndarray, log_weights: np.ndarray,
         div[start:start + step] = ((posterior * (sq_dist / var[None, :]**2 - dim / var[None, :])).sum(1)
                                    - (s * s).sum(1))
     return log_q.numpy(), score.numpy(), div.numpy()
+
+
+def diagonal_density(z: np.ndarray, means: np.ndarray, log_weights: np.ndarray,
+                     variances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log q, grad log q and its divergence of sum_k w_k N(z; means_k, diag(variances_k)) (variances
+    (K, d)), by log-sum-exp (float64); the divergence is sum_i [sum_k pi_k (g_ki^2 - 1 / v_ki)] - |s|^2
+    with g_k = (m_k - z) / v_k."""
+    zt, mt, lw, var = (torch.as_tensor(a, dtype=torch.float64) for a in (z, means, log_weights, variances))
+    n, dim = zt.shape
+    log_q, score = torch.empty(n, dtype=torch.float64), torch.empty(n, dim, dtype=torch.float64)
+    div = torch.empty(n, dtype=torch.float64)
+    step = max(1, BLOCK // (len(mt) * dim))
+    inv = 1 / var
+    log_norm = lw - 0.5 * torch.log(2 * math.pi * var).sum(1)
+    for start in range(0, n, step):
+        g = (mt[None, :, :] - zt[start:start + step, None, :]) * inv[None]  # (b, K, d)
+        logits = log_norm[None, :] - 0.5 * (g * g * var[None]).sum(-1)
+        norm = torch.logsumexp(logits, dim=1)
+        posterior = torch.exp(logits - norm[:, None])
+        s = torch.einsum("bk,bkd->bd", posterior, g)
+        log_q[start:start + step] = norm
+        score[start:start + step] = s
+        div[start:start + step] = (torch.einsum("bk,bkd->b", posterior, g * g - inv[None])
+                                   - (s * s).sum(1))
+    return log_q.numpy(), score.numpy(), div.numpy()

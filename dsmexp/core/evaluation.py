@@ -23,6 +23,7 @@ from torch import Tensor
 
 from dsmexp.core.datasets import Dataset
 from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.noise import GAUSSIAN, NoiseKernel
 from dsmexp.core.reference import ReferenceUnavailable, empirical_score, reference_score
 
 log = logging.getLogger(__name__)
@@ -40,18 +41,19 @@ def _or_nan(compute, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 class HeldOut:
-    """A held-out sample x ~ p_data, z = x + sigma * eps, and the three reference scores at it."""
+    """A held-out sample x ~ p_data, z = x + sigma * eps with eps from the run's noise kernel, and the three
+    reference scores at it (under that kernel)."""
 
     def __init__(self, dataset: Dataset, train_x: np.ndarray, sigma: float, n: int, seed: int,
-                 device: torch.device, dtype: torch.dtype) -> None:
+                 device: torch.device, dtype: torch.dtype, kernel: NoiseKernel = GAUSSIAN) -> None:
         started = time.perf_counter()
         data_seed, noise_seed = np.random.SeedSequence(seed).generate_state(2)
         x = dataset.sample(n, int(data_seed))
-        z = x + sigma * np.random.default_rng(noise_seed).standard_normal(x.shape)
+        z = x + sigma * kernel.draw_numpy(np.random.default_rng(noise_seed), x.shape)
         refs = {
-            "esm": _or_nan(lambda: reference_score(dataset, z, sigma), z.shape, "esm"),
+            "esm": _or_nan(lambda: reference_score(dataset, z, sigma, kernel), z.shape, "esm"),
             "esm_data": _or_nan(lambda: reference_score(dataset, x, 0.0), x.shape, "esm_data"),
-            "esm_emp": _or_nan(lambda: empirical_score(train_x, z, sigma), z.shape, "esm_emp"),
+            "esm_emp": _or_nan(lambda: empirical_score(train_x, z, sigma, kernel), z.shape, "esm_emp"),
         }
         as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         self.x, self.z = as_tensor(x), as_tensor(z)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from dsmexp.config.noise import NoiseConfig
 from dsmexp.config.root import Config
 from dsmexp.config.schedule import ScheduleConfig
 from dsmexp.config.store import GROUP_SCHEMAS, group_schema
@@ -68,7 +69,8 @@ def check_existing_run(cfg: DictConfig, run_dir: Path) -> dict | None:
 
 def _with_schema_defaults(stored: dict) -> dict:
     """A stored config whose groups or nodes predate a key get that key's schema default (the dataset's,
-    the model's and the loss's options; the schedule node), so runs stay valid as the schemas grow."""
+    the model's and the loss's options; the schedule and noise nodes), so runs stay valid as the schemas
+    grow."""
     out = dict(stored)
     for group in ("dataset", "model", "loss", "optimizer"):
         node = out.get(group)
@@ -76,6 +78,7 @@ def _with_schema_defaults(stored: dict) -> dict:
         if schema is not None:
             out[group] = OmegaConf.to_container(OmegaConf.structured(schema)) | node
     out["schedule"] = OmegaConf.to_container(OmegaConf.structured(ScheduleConfig)) | out.get("schedule", {})
+    out["noise"] = OmegaConf.to_container(OmegaConf.structured(NoiseConfig)) | out.get("noise", {})
     return out
 
 

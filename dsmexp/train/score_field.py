@@ -10,12 +10,13 @@ import numpy as np
 import torch
 
 from dsmexp.core.datasets import Dataset
+from dsmexp.core.noise import GAUSSIAN, NoiseKernel
 from dsmexp.core.reference import ReferenceUnavailable, reference_score
 from dsmexp.records import artifacts
 
 
 def save_score_field(path: Path, model: torch.nn.Module, dataset: Dataset, x: torch.Tensor, sigma: float,
-                     multiscale: bool, grid_size: int) -> None:
+                     multiscale: bool, grid_size: int, kernel: NoiseKernel = GAUSSIAN) -> None:
     """The network's score at sigma (a noise-conditional one at its smallest level) on grid_size^2 points
     spanning the training data x with a 10% margin; nothing for d != 2."""
     if dataset.dim != 2:
@@ -31,7 +32,7 @@ def save_score_field(path: Path, model: torch.nn.Module, dataset: Dataset, x: to
         args = (scales,) if multiscale else ()
         score = model(points, *args).cpu().double().numpy().reshape(shape)
     try:
-        reference = reference_score(dataset, grid, sigma).reshape(shape)
+        reference = reference_score(dataset, grid, sigma, kernel).reshape(shape)
     except ReferenceUnavailable:
         reference = np.full(shape, math.nan)
     artifacts.save_score_field(path, dict(grid_x=grid_x, grid_y=grid_y, score=score, reference=reference,

@@ -24,7 +24,7 @@ from dsmexp.core.datasets import build_dataset
 from dsmexp.core.evaluation import EVAL_METRICS, HeldOut
 from dsmexp.core.kernels.select import make_kernel
 from dsmexp.core.networks import build_model
-from dsmexp.core.noise import draw_noise
+from dsmexp.core.noise import draw_noise, noise_kernel
 from dsmexp.core.objectives import fused
 from dsmexp.core.objectives.estimators import draw_projections
 from dsmexp.core.objectives.registry import objective
@@ -146,6 +146,7 @@ class Trainer:
         self.model.to(device=self.device, dtype=self.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.noise = torch.Generator(device=self.device)
+        self.noise_kernel = noise_kernel(cfg)
         self.noise.manual_seed(self.seeds.noise)
         self.kernel, why = ("torch", "") if self.multiscale else fused.choose(cfg)
         self.fused = fused.FusedKernel(self.model) if self.kernel == "fused" else None
@@ -160,7 +161,7 @@ class Trainer:
         else:
             self.torch_kernel = make_kernel(self.model, compile=cfg.compile) if self.fused is None else None
             self.held_out = HeldOut(self.dataset, data, cfg.sigma, cfg.eval_samples, self.seeds.eval,
-                                    self.device, self.dtype)
+                                    self.device, self.dtype, self.noise_kernel)
             self.setup_seconds = self.held_out.setup_seconds
         log.info("kernel: %s (%s)", self.kernel, why)
         self.kept_levels: list[list[float]] = []
@@ -236,7 +237,8 @@ class Trainer:
     def _noise_text(self) -> str:
         cfg = self.cfg
         if not self.multiscale:
-            return f"sigma={cfg.sigma:g}"
+            kernel = "" if self.noise_kernel.gaussian else f" noise={self.noise_kernel.describe()}"
+            return f"sigma={cfg.sigma:g}{kernel}"
         s = cfg.schedule
         return (f"schedule={s.kind} levels={s.levels} sigma={s.sigma_min:g}..{s.sigma_max:g} "
                 f"sampling={s.sampling} weighting={cfg.weighting}")
@@ -339,7 +341,7 @@ class Trainer:
             return row
         eps = None
         if cfg.sigma > 0:  # drawn feature-major, (d, M, N), and viewed as (M, N, d): no copies later
-            eps = draw_noise(self.x, cfg.noise_samples, cfg.antithetic, self.noise)
+            eps = draw_noise(self.x, cfg.noise_samples, cfg.antithetic, self.noise, self.noise_kernel)
         v = None
         if objective(cfg.loss.name).estimator:  # drawn after eps, so eps (and ISM/DSM runs) stay as they were
             dim, n = self.x.shape[1], self.x.shape[0] * (cfg.noise_samples if cfg.sigma > 0 else 1)
@@ -352,7 +354,8 @@ class Trainer:
         else:
             terms = step_terms(self.torch_kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics,
                                self.chunk, v=v, fd_eps=cfg.fd_eps, trained_only=trained_only,
-                               clean_score=self.clean_score, kappa=self.kappa, antithetic=cfg.antithetic)
+                               clean_score=self.clean_score, kappa=self.kappa, antithetic=cfg.antithetic,
+                               noise=self.noise_kernel)
         esm = self.held_out.esm(self.model) if evaluate else self.no_eval
         for p, g in zip(self.model.parameters(), terms.grad):
             p.grad = g
@@ -399,7 +402,7 @@ class Trainer:
         """The learned score on a grid covering the data (2-D datasets only): score_field.py."""
         sigma = self.cfg.schedule.sigma_min if self.multiscale else self.cfg.sigma  # the smallest level's
         save_score_field(self.run_dir / artifacts.FIELD_FILE, self.model, self.dataset, self.x, sigma,
-                         self.multiscale, self.cfg.grid_size)
+                         self.multiscale, self.cfg.grid_size, self.noise_kernel)
 
     def progress(self) -> dict:
         """How far the run got, for summary.json."""

@@ -33,6 +33,16 @@ from tests.conftest import make_cfg
     (["loss.kappa=0.5"], "loss.kappa=0.5: only loss=tsm_mix reads it"),
     (["loss=tsm_mix", "loss.kappa=-0.1"], "loss.kappa=-0.1: must be between 0"),
     (["loss=dsm_cv", "experiment=multiscale"], "loss=dsm_cv: not available across a noise schedule"),
+    (["noise.kernel=cauchy"], "noise.kernel=cauchy: must be one of gaussian, laplace, student_t"),
+    (["noise.kernel=student_t", "noise.df=0"], "noise.df=0.0: must be > 0"),
+    (["noise.kernel=student_t", "noise.df=-2"], "noise.df=-2.0: must be > 0"),
+    (["noise.kernel=laplace", "experiment=multiscale"],
+     "noise.kernel=laplace with schedule.kind=geometric: the noise-conditional runs use the Gaussian kernel"),
+    (["noise.kernel=student_t", "loss=dsm_cv"], "noise.kernel=student_t with loss=dsm_cv: its target"),
+    (["noise.kernel=laplace", "dataset.noise=0"],
+     "dataset.noise=0: the exact reference under noise.kernel=laplace"),
+    (["noise.kernel=laplace", "dataset=gaussian", "dataset.rotate=true"],
+     "dataset.rotate / dataset.cov: under noise.kernel=laplace the exact reference needs a diagonal"),
 ])
 def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:

@@ -56,6 +56,9 @@ def not_applicable(cfg: Any) -> str | None:
         return f"dtype={cfg.dtype}: the fused kernel computes in float32"
     if cfg.get("schedule", {}).get("kind", "none") != "none":
         return f"schedule.kind={cfg.schedule.kind}: the fused kernel computes one-sigma models"
+    kind = cfg.get("noise", {}).get("kernel", "gaussian")
+    if kind != "gaussian" and cfg.sigma > 0:
+        return f"noise.kernel={kind}: the fused kernel draws on the Gaussian kernel's target -eps / sigma"
     if cfg.diagnostics_every == 0:
         return "diagnostics_every=0: the trained objective alone runs on the torch path"
     if not objective(cfg.loss.name).fused_ok:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from dsmexp.core.kernels.base import Kernel
+from dsmexp.core.noise import GAUSSIAN, NoiseKernel
 from dsmexp.core.objectives.gradvar import GradientGroups
 from dsmexp.core.objectives.registry import objective
 from dsmexp.core.objectives.terms import EstimatorSums, Moments, StepSums, StepTerms, assemble
@@ -36,7 +37,7 @@ def group_points(n: int, chunk_size: int, noisy: bool, pair: bool = False) -> in
 def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss: str,
                diagnostics: bool = True, chunk_size: int = 16384, v: Tensor | None = None,
                fd_eps: float = 0.1, trained_only: bool = False, clean_score: Tensor | None = None,
-               kappa: float = 0.0, antithetic: bool = False) -> StepTerms:
+               kappa: float = 0.0, antithetic: bool = False, noise: NoiseKernel = GAUSSIAN) -> StepTerms:
     """All section-4 and section-10 terms at data x (N, d) and noise eps (M, N, d), and the gradient of
     `loss`.
 
@@ -48,7 +49,8 @@ def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss
     (*_est) next to the exact ISM terms on the same z; their gradient is compared with the exact ISM one.
     The denoising variants (dsm_cv, tsm, tsm_mix) log theirs in *_vr; tsm and tsm_mix take
     clean_score (N, d), grad log p_data at x, and tsm_mix its kappa. antithetic: eps holds (eps, -eps)
-    pairs of rows (the gradient-variance groups keep pairs whole).
+    pairs of rows (the gradient-variance groups keep pairs whole). noise: the kernel eps was drawn from
+    (noise.py); DSM's target is its grad_z log q(z | x), -eps / sigma for the Gaussian.
     """
     noisy = sigma > 0
     n, dim = x.shape[0], x.shape[1]
@@ -86,10 +88,14 @@ def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss
             if exact:
                 fwd = kernel.forward(z[:, chunk], with_div=ism_values)
                 s = fwd.s.detach()
+                dsm_target = noise.target(e[:, chunk], sigma) if noisy and not noise.gaussian else None
                 if ism_values or dsm_values:
-                    sums.add(s, fwd.div.detach() if ism_values else None, e[:, chunk] if noisy else None)
+                    sums.add(s, fwd.div.detach() if ism_values else None, e[:, chunk] if noisy else None,
+                             dsm_target)
                 cotangents = [s] if want_ism else []  # d(0.5|s|^2)/ds; the div part is added by the kernel
-                if want_dsm:
+                if want_dsm and dsm_target is not None:  # d(DSM-S)/ds = s - grad_z log q(z | x)
+                    cotangents.append(s - dsm_target)
+                elif want_dsm:
                     cotangents.append(torch.add(s, e[:, chunk], alpha=1 / sigma))  # d(DSM-S)/ds = d(DSM)/ds
                 if variant:
                     index = torch.arange(chunk.start, chunk.stop, device=z.device) % n

@@ -75,16 +75,22 @@ class StepSums:
         self.fits = Moments()  # per-point div s and/or <s, eps>/sigma, one row each
         self.squares: Tensor | float = 0.0  # sum |s|^2, sum |eps|^2, sum |s + eps/sigma|^2
 
-    def add(self, s: Tensor, div: Tensor | None, e: Tensor | None) -> None:
+    def add(self, s: Tensor, div: Tensor | None, e: Tensor | None, target: Tensor | None = None) -> None:
+        """A chunk's score s (d, B), div s (B,) or None, and its noise e (d, B) (Gaussian kernel: the target
+        is -e / sigma) or the kernel's denoising target grad_z log q(z | x) (d, B) (noise.py)."""
         s64 = _float64(s)
         self.count += s.shape[1]
-        if e is None or "fit_dsm" not in self.rows:
+        if (e is None and target is None) or "fit_dsm" not in self.rows:
             self.fits.add(div[None])
             self.squares = self.squares + _square(s64)[None]
             return
-        e64 = _float64(e)
-        residual = torch.add(s64, e64, alpha=1 / self.sigma)
-        dsm_fit = (s64 * e64).sum(0) / self.sigma
+        if target is not None:  # another kernel: fit_dsm = -<s, t>, const_dsm = 0.5 |t|^2 (kept x sigma^2)
+            t64 = _float64(target)
+            residual, dsm_fit, e64 = s64 - t64, -(s64 * t64).sum(0), t64 * self.sigma
+        else:
+            e64 = _float64(e)
+            residual = torch.add(s64, e64, alpha=1 / self.sigma)
+            dsm_fit = (s64 * e64).sum(0) / self.sigma
         self.fits.add(torch.stack([div.double(), dsm_fit] if "fit_ism" in self.rows else [dsm_fit]))
         self.squares = self.squares + torch.stack([_square(s64), _square(e64), _square(residual)])
 
