@@ -120,7 +120,7 @@ def student_t_mixture(z: np.ndarray, means: np.ndarray, log_weights: np.ndarray,
     dim = z.shape[1]
     # a point at squared distance r^2 from every component draws its density from w near
     # sigma^2 (df + d) / r^2: the nodes reach a thousand times below that
-    nearest = _nearest_sq(z, means)
+    nearest = _pair_sq(z, means)
     w_low = sigma**2 * (df + dim) / max(float(nearest.max()), 1e-300) / 1e3
     w, log_omega = scale_nodes(df, w_low)
     if np.all(variances == variances[:, :1]):
@@ -160,8 +160,7 @@ def _radial_mixture(z: np.ndarray, means: np.ndarray, log_weights: np.ndarray, a
     4 L'^2 r^2 + 4 L'' r^2 + 2 d L'."""
     zt, mt, lw = (torch.as_tensor(a, dtype=torch.float64) for a in (z, means, log_weights))
     n, dim = zt.shape
-    r2_max = float(((zt[:, None, :] - mt[None]) ** 2).sum(-1).max()) if n * len(mt) <= BLOCK else \
-        float(max(((zt[i:i + 1000, None, :] - mt[None]) ** 2).sum(-1).max() for i in range(0, n, 1000)))
+    r2_max = float(_pair_sq(z, means, torch.amax).max())
     levels, group = np.unique(a2, return_inverse=True)
     t0 = np.log(levels)
     count = int(math.ceil((math.log(r2_max + levels.min()) - t0.min()) / PROFILE_STEP)) + 4
@@ -197,12 +196,13 @@ def _radial_mixture(z: np.ndarray, means: np.ndarray, log_weights: np.ndarray, a
     return log_q.numpy(), score.numpy(), div.numpy()
 
 
-def _nearest_sq(z: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """Squared distance from each point to its nearest mean (n,)."""
+def _pair_sq(z: np.ndarray, means: np.ndarray, reduce=torch.amin) -> np.ndarray:
+    """Squared distance from each point to its nearest (reduce=torch.amin) or farthest (torch.amax)
+    mean (n,)."""
     zt, mt = torch.as_tensor(z, dtype=torch.float64), torch.as_tensor(means, dtype=torch.float64)
     step = max(1, BLOCK // len(mt))
-    return torch.cat([torch.cdist(zt[i:i + step], mt).min(1).values ** 2
-                      for i in range(0, len(zt), step)]).numpy()
+    blocks = [reduce(torch.cdist(zt[i:i + step], mt), 1) ** 2 for i in range(0, len(zt), step)]
+    return torch.cat(blocks).numpy()
 
 
 def empirical_kernel_density(x: np.ndarray, z: np.ndarray, sigma: float,

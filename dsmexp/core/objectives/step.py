@@ -88,7 +88,8 @@ def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss
             if exact:
                 fwd = kernel.forward(z[:, chunk], with_div=ism_values)
                 s = fwd.s.detach()
-                dsm_target = noise.target(e[:, chunk], sigma) if noisy and not noise.gaussian else None
+                other_kernel = noisy and not noise.gaussian and (dsm_values or want_dsm)
+                dsm_target = noise.target(e[:, chunk], sigma) if other_kernel else None
                 if ism_values or dsm_values:
                     sums.add(s, fwd.div.detach() if ism_values else None, e[:, chunk] if noisy else None,
                              dsm_target)
