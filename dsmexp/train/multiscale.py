@@ -64,7 +64,7 @@ class ScheduleStep:
         lam = weights(cfg.weighting, sigma, cfg.sigma_data)
         terms = multiscale_terms(self.kernel, x, eps, sigma, level, lam, self.levels, cfg.loss.name,
                                  cfg.loss.get("switch_sigma"), diagnostics, chunk, v=v,
-                                 trained_only=trained_only)
+                                 trained_only=trained_only, draws=draws)
         table = self.held_out.esm(self.model) if evaluate else self.no_eval
         block = torch.cat([torch.full((self.levels, 1), float(step), dtype=torch.float64, device=self.device),
                            torch.arange(self.levels, dtype=torch.float64, device=self.device)[:, None],

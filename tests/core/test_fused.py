@@ -21,6 +21,7 @@ import torch
 from dsmexp import safe_io
 from dsmexp.core.kernels.select import make_kernel
 from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.noise import draw_noise
 from dsmexp.core.objectives import fused, fused_build
 from dsmexp.core.objectives.step import step_terms
 from dsmexp.core.objectives.terms import METRICS
@@ -89,6 +90,43 @@ def test_fused_matches_torch_path(n, m, sigma, activation, hidden, dim):
             want = step_terms(torch_kernel, x, eps, sigma, loss, diagnostics, chunk_size=rows * n)
             _assert_metrics_close(got.metrics, want.metrics, 1e-5)
             _assert_grads_close(got.grad, want.grad, 1e-5)  # ISM's gradient for ism, DSM-S's otherwise
+
+
+@needs_kernel
+@pytest.mark.parametrize("sigma", [1e-2, 0.1])
+def test_fused_antithetic_pairs_give_the_torch_paths_terms_and_the_variance_over_draws(sigma):
+    """With antithetic pairs the fused kernel keeps each (eps, -eps) pair inside one group: on the same
+    noise its metrics and gradient are the torch path's (same groups), and over 300 fresh paired draws
+    its mean grad_var (DSM-S) and grad_var_ism are within 4 combined standard errors of P times the
+    trace of the step gradient's covariance across the draws (the torch path holds these against closed
+    forms, tests/core/test_variance.py). Below sigma = 1e-2 a pair's ISM gradients agree to within float32
+    rounding (their difference is O(sigma^2)), so the fused kernel's grad_var_ism there is its rounding."""
+    n, m, repeats = 200, 8, 300
+    model, x, _ = _problem(n, m, sigma)
+    kernel, torch_kernel = fused.FusedKernel(model), make_kernel(model)
+    gen = torch.Generator().manual_seed(0)
+    logged, flats = {"grad_var": [], "grad_var_ism": []}, {"dsm": [], "ism": []}
+    for r in range(repeats):
+        eps = draw_noise(x, m, True, gen)
+        got = kernel.step_terms(x, eps, sigma, "dsm_s", True, 2 * n, antithetic=True)
+        row = dict(zip(METRICS, got.metrics.tolist()))
+        if r == 0:  # groups of one pair of rows on both paths; a pair's <s, eps> / sigma terms cancel to
+            # a mean far below them, so float32 rounding shows at 1e-5 of the mean
+            want = step_terms(torch_kernel, x, eps, sigma, "dsm_s", True, chunk_size=2 * n, antithetic=True)
+            _assert_metrics_close(got.metrics, want.metrics, 1e-4)
+            _assert_grads_close(got.grad, want.grad, 1e-5)
+        for name in logged:
+            logged[name].append(row[name])
+        flats["dsm"].append(torch.cat([g.reshape(-1) for g in got.grad]).double())
+        ism = step_terms(torch_kernel, x, eps, sigma, "ism", False, chunk_size=m * n, trained_only=True)
+        flats["ism"].append(torch.cat([g.reshape(-1) for g in ism.grad]).double())
+    for name, grads in (("grad_var", flats["dsm"]), ("grad_var_ism", flats["ism"])):
+        g = torch.stack(grads)
+        spread = n * m * ((g - g.mean(0)) ** 2).sum(1) * repeats / (repeats - 1)
+        truth, truth_se = spread.mean().item(), spread.std().item() / math.sqrt(repeats)
+        values = torch.tensor(logged[name], dtype=torch.float64)
+        estimate, estimate_se = values.mean().item(), values.std().item() / math.sqrt(repeats)
+        assert abs(estimate - truth) < 4 * math.hypot(truth_se, estimate_se), (name, estimate, truth)
 
 
 @needs_kernel
@@ -182,6 +220,7 @@ import logging, sys, torch
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 from dsmexp.core.objectives import fused, fused_build
 from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.noise import draw_noise
 torch.manual_seed(0)
 model = ScoreMLP(2, [16, 32], "tanh")
 x, eps = torch.randn(50, 2), torch.randn(2, 3, 50).permute(1, 2, 0)

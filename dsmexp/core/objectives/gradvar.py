@@ -24,36 +24,39 @@ from torch import Tensor
 
 
 class GradientGroups:
-    """Per-group gradient sums of one gradient (a list of parameter tensors) and what they give."""
+    """Per-group gradient sums of one gradient (a list of parameter tensors) and what they give.
+
+    Groups are filled in turn (add, then close to end the current group), or by number (add with
+    group=c: multiscale_terms, whose chunks visit a group's points in more than one place)."""
 
     def __init__(self) -> None:
-        self.sums: list[Tensor] = []
-        self.counts: list[int] = []
-        self.current: Tensor | None = None
-        self.points = 0
+        self.totals: dict[int, list] = {}  # group -> [gradient sum (flat, float64), points]
+        self.index = 0
 
-    def add(self, grads: list[Tensor], points: int) -> None:
-        """A chunk's gradient sum (not mean) over `points` points of the current group."""
+    def add(self, grads: list[Tensor], points: int, group: int | None = None) -> None:
+        """A chunk's gradient sum (not mean) over `points` points of the current group (or of `group`)."""
         flat = torch.cat([g.reshape(-1) for g in grads]).double()
-        self.current = flat if self.current is None else self.current + flat
-        self.points += points
+        key = self.index if group is None else group
+        if key in self.totals:
+            entry = self.totals[key]
+            entry[0], entry[1] = entry[0] + flat, entry[1] + points
+        else:
+            self.totals[key] = [flat, points]
 
     def close(self) -> None:
         """End the current group."""
-        if self.current is not None:
-            self.sums.append(self.current)
-            self.counts.append(self.points)
-        self.current, self.points = None, 0
+        if self.index in self.totals:
+            self.index += 1
 
     def variance(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """(grad_var, its standard error); NaN with fewer than two groups (three for the error)."""
-        self.close()
-        groups = len(self.sums)
+        groups = len(self.totals)
         if groups < 2:
             nan = torch.full((), math.nan, dtype=torch.float64, device=like.device)
             return nan, nan
-        sums = torch.stack(self.sums)
-        counts = torch.tensor(self.counts, dtype=torch.float64, device=sums.device)
+        sums = torch.stack([entry[0] for entry in self.totals.values()])
+        counts = torch.tensor([entry[1] for entry in self.totals.values()], dtype=torch.float64,
+                              device=sums.device)
         mean = sums.sum(0) / counts.sum()
         dev = sums / counts[:, None] - mean
         terms = counts * (dev * dev).sum(1) * (groups / (groups - 1))

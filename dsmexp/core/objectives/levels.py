@@ -14,7 +14,9 @@ constant |eps|^2 / (2 sigma^2) and its residual 0.5 |s + eps/sigma|^2 (Eq. 7). T
   fit_dsm in expectation) holds at every level;
 - the trained gradient. hybrid trains ISM's fitting term below loss.switch_sigma and DSM's above (its
   value and gradient are the *_est columns, an unbiased estimate of ISM's by Prop. 2); ssm_vr replaces
-  div s by v^T J v (estimators.py) with the same weights.
+  div s by v^T J v (estimators.py) with the same weights;
+- the gradient's variance over the noise (grad_var, grad_var_ism; gradvar.py) from the chunks' own
+  gradient sums: chunks lie inside groups of whole noise rows, independent given the data.
 
 Sums are float64. A new multi-scale objective is its registry row (multiscale=True) and its per-point
 value and cotangent below.
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor
 
 from dsmexp.core.kernels.conditional import ConditionalKernel
+from dsmexp.core.objectives.gradvar import GradientGroups
 from dsmexp.core.objectives.registry import objective
 from dsmexp.core.objectives.terms import metrics_vector
 
@@ -50,7 +53,7 @@ class MultiscaleTerms:
 def multiscale_terms(kernel: ConditionalKernel, x: Tensor, eps: Tensor, sigma: Tensor, level: Tensor,
                      weight: Tensor, levels: int, loss: str, switch_sigma: float | None = None,
                      diagnostics: bool = True, chunk_size: int = 16384, v: Tensor | None = None,
-                     trained_only: bool = False) -> MultiscaleTerms:
+                     trained_only: bool = False, draws: int | None = None) -> MultiscaleTerms:
     """Terms at data x (N, d), noise eps (d, P) feature-major, and per point p its sigma (P,), level
     (P,) and weight lambda (P,) (P a multiple of N; point p noises x[p % N]); v (K, d, P) for ssm_vr."""
     row = objective(loss)
@@ -61,18 +64,35 @@ def multiscale_terms(kernel: ConditionalKernel, x: Tensor, eps: Tensor, sigma: T
     want_ism = row.name == "ism" or (diagnostics and others)
     want_dsm = row.trains == "dsm" or (diagnostics and others)
     want_div = others or row.name in ("ism", "hybrid")
-    segments = [(0, points, want_div)]
-    if row.name == "hybrid":  # the points below the switch first: only they need the divergence
-        order = torch.argsort((sigma >= switch_sigma).to(torch.int8), stable=True)
+    # gradient-variance groups (gradvar.py): noise row m holds the points with (p % draws) // N = m (at
+    # every level with sampling=all), independent given the data; a group is the rows whose points fit
+    # in a chunk. Points are laid out group by group (hybrid: the points below the switch first, as only
+    # they need the divergence), and each chunk lies inside one group.
+    n = x.shape[0]
+    draws = draws or points
+    rows, per_draw = draws // n, points // draws
+    rows_per_group = max(chunk_size // (n * per_draw), 1)
+    n_groups = -(-rows // rows_per_group)
+    sizes = [min(rows_per_group, rows - c * rows_per_group) * n * per_draw for c in range(n_groups)]
+    if row.name == "hybrid" or (per_draw > 1 and n_groups > 1):
+        group = (torch.arange(points, device=x.device) % draws) // n // rows_per_group
+        if row.name == "hybrid":
+            group = group + (sigma >= switch_sigma).to(group.dtype) * n_groups
+            sizes = torch.bincount(group, minlength=2 * n_groups).tolist()
+        order = torch.argsort(group, stable=True)
         z, eps, sigma, level, weight = z[:, order], eps[:, order], sigma[order], level[order], weight[order]
-        below = int((sigma < switch_sigma).sum())
-        segments = [(0, below, True), (below, points, others)]
+        v = v[:, :, order] if v is not None else None
+    chunks, begin = [], 0
+    for key, size in enumerate(sizes):
+        with_div = want_div if row.name != "hybrid" else (key < n_groups or others)
+        chunks += [(slice(c, min(c + chunk_size, begin + size)), with_div, key % n_groups)
+                   for c in range(begin, begin + size, chunk_size)]
+        begin += size
     sums = torch.zeros(_SUMS, dtype=torch.float64, device=x.device)
     per_level = torch.zeros(levels, _LEVEL_SUMS, dtype=torch.float64, device=x.device)
     grads: dict[str, list[Tensor]] = {}
-    chunks = [(slice(start, min(start + chunk_size, end)), with_div) for begin, end, with_div in segments
-              for start in range(begin, end, chunk_size)]
-    for chunk, with_div in chunks:
+    groups: dict[str, GradientGroups] = {}
+    for chunk, with_div, chunk_group in chunks:
         z_c, e_c, sig_c, lam_c = z[:, chunk], eps[:, chunk], sigma[chunk], weight[chunk]
         fwd = kernel.forward(z_c, sig_c, with_div=with_div)
         s = fwd.s.detach()
@@ -89,7 +109,7 @@ def multiscale_terms(kernel: ConditionalKernel, x: Tensor, eps: Tensor, sigma: T
             fit_est = torch.where(small, div, fit_dsm)
         elif row.terms is not None:
             fit_est, g = _sliced(kernel, z_c, sig_c, v[:, :, chunk], lam_c)
-            _accumulate(grads, "est", g)
+            _accumulate(grads, groups, "est", g, chunk_group, e_c.shape[1])
         trained = {"ism": norm + div, "dsm": loss_dsm, "dsm_s": norm + fit_dsm}.get(row.name, norm + fit_est)
         weighted = lam_c * torch.stack([norm, div, div * div * lam_c, fit_dsm, fit_dsm * fit_dsm * lam_c,
                                         const, loss_dsm, fit_est, fit_est * fit_est * lam_c, trained])
@@ -114,9 +134,10 @@ def multiscale_terms(kernel: ConditionalKernel, x: Tensor, eps: Tensor, sigma: T
         if cotangents:
             g = kernel.backward(fwd, torch.stack(cotangents), div_rows if with_div else None)
             for r, name in enumerate(names):
-                _accumulate(grads, name, [t[r] for t in g])
+                _accumulate(grads, groups, name, [t[r] for t in g], chunk_group, e_c.shape[1])
     grads = {k: [t / points for t in g] for k, g in grads.items()}
-    metrics = _metrics(sums / points, sums, points, row, grads, x)
+    variances = {name: groups[name].variance(x) for name in {"ism", row.trains} & set(groups)}
+    metrics = _metrics(sums / points, sums, points, row, grads, variances, x)
     return MultiscaleTerms(metrics, _level_table(per_level), grads[row.trains])
 
 
@@ -130,11 +151,16 @@ def _sliced(kernel: ConditionalKernel, z: Tensor, sigma: Tensor, v: Tensor, lam:
     return fit.detach().double(), list(grad)
 
 
-def _accumulate(grads: dict[str, list[Tensor]], name: str, g: list[Tensor]) -> None:
+def _accumulate(grads: dict[str, list[Tensor]], groups: dict[str, GradientGroups], name: str,
+                g: list[Tensor], group: int, points: int) -> None:
+    """Add a chunk's gradient sum (over `points` points, each weighted by its lambda) to the step's and
+    to its group's."""
+    groups.setdefault(name, GradientGroups()).add(g, points, group)
     grads[name] = list(g) if name not in grads else [a.add_(b) for a, b in zip(grads[name], g)]
 
 
-def _metrics(mean: Tensor, sums: Tensor, points: int, row, grads: dict, like: Tensor) -> Tensor:
+def _metrics(mean: Tensor, sums: Tensor, points: int, row, grads: dict, variances: dict,
+             like: Tensor) -> Tensor:
     """METRICS from the lambda-weighted means (standard errors of the weighted per-point values)."""
     def se(first: int) -> Tensor:
         var = (sums[first + 1] - sums[first] ** 2 / points) / max(points - 1, 1)
@@ -147,6 +173,11 @@ def _metrics(mean: Tensor, sums: Tensor, points: int, row, grads: dict, like: Te
     if row.trains == "est":
         values |= {"norm_est": norm, "fit_est": fit_est, "fit_est_se": se(7), "loss_est": norm + fit_est}
     values["trained"] = mean[9]
+    for name, (value, se) in variances.items():
+        if name == row.trains:
+            values |= {"grad_var": value, "grad_var_se": se}
+        if name == "ism":
+            values |= {"grad_var_ism": value, "grad_var_ism_se": se}
     return metrics_vector(values, grads.get("ism"), grads.get("dsm"), grads.get("est"), "trained", like)
 
 
