@@ -11,6 +11,9 @@ TEST_WORKERS ?= 2
 # where `make slurm-up` keeps the one-node cluster's config, pid files, logs, spool and state
 SLURM_STATE ?= $(CURDIR)/outputs/slurm
 
+# `make figures noise.kernel=laplace`: command-line assignments whose names hold a dot are Hydra overrides
+HYDRA_OVERRIDES := $(foreach v,$(MAKEOVERRIDES),$(if $(findstring .,$(firstword $(subst =, ,$(v)))),$(v)))
+
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -40,7 +43,7 @@ sweep: install
 	$(PY) -m dsmexp -m loss=ism,dsm_s sigma=0,1e-4,1e-3,1e-2,1e-1 $(ARGS)
 
 figures: install
-	$(VENV)/bin/dsmexp-figures --profile $(PROFILE) --seeds $(SEEDS) $(ARGS)
+	$(VENV)/bin/dsmexp-figures --profile $(PROFILE) --seeds $(SEEDS) $(ARGS) $(HYDRA_OVERRIDES)
 
 # docs/results/: the paper profile (seed 0), the quick profile over 5 seeds, the dimension, multi-scale, sampling and variance studies (saved runs reused)
 results: install

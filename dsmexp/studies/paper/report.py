@@ -50,11 +50,18 @@ def settings_lines(runs: list[Run], sweep_dir: Path, judged: int | None = None) 
     judged_text = "" if judged is None else f", {judged} finished and judged by the claims"
     return [
         f"- sweep: `{sweep_dir.name}` ({len(runs)} runs{judged_text}; profile `{v['profile']}`)",
-        f"- data: {v['dataset']}, N = {v['N']} in full batch, M = {v['M']} noise samples per point, "
-        f"{v['steps']} steps, {seed_text}",
+        f"- data: {v['dataset']}, N = {v['N']} in full batch, M = {v['M']} noise samples per point "
+        f"({v['noise']} noise kernel), {v['steps']} steps, {seed_text}",
         f"- model: {v['model']}; optimiser {v['optimizer']} lr {v['lr']} weight decay {v['weight_decay']}",
         f"- device: {v['device']}; torch threads per run: {', '.join(threads) or '?'}; torch {v['torch']}",
     ]
+
+
+def noise_text(noise: dict) -> str:
+    """A run's noise kernel in words: gaussian (runs from before noise.kernel existed too), laplace,
+    student_t (df 3)."""
+    kernel = noise.get("kernel", "gaussian")
+    return f"student_t (df {noise.get('df'):g})" if kernel == "student_t" else kernel
 
 
 def model_text(model: dict) -> str:
@@ -71,6 +78,7 @@ SETTINGS = {  # what settings_lines prints, read from each run's saved config an
     "dataset": lambda r: r.config["dataset"]["name"],
     "N": lambda r: r.config["dataset"]["n_samples"],
     "M": lambda r: r.config["noise_samples"],
+    "noise": lambda r: noise_text(r.config.get("noise") or {}),
     "steps": lambda r: r.config["steps"],
     "model": lambda r: model_text(r.config.get("model") or {}),
     "optimizer": lambda r: r.config["optimizer"]["name"],
