@@ -17,7 +17,7 @@ HYDRA_OVERRIDES := $(foreach v,$(MAKEOVERRIDES),$(if $(findstring .,$(firstword 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sweep figures results dimension multiscale sampling variance bench lint clean slurm-up slurm-down
+.PHONY: install run test sweep figures results dimension multiscale sampling variance kernels bench lint clean slurm-up slurm-down
 
 # While the cluster started by `make slurm-up` runs, every target talks to it (unless SLURM_CONF is set).
 ifneq ($(wildcard $(SLURM_STATE)/slurmctld.pid),)
@@ -63,6 +63,10 @@ sampling: install
 # taming DSM at small sigma: control variate, antithetic noise and TSM against DSM-S and ISM, by gradient variance
 variance: install
 	$(PY) -m dsmexp.studies.variance.make --profile $(PROFILE) $(ARGS)
+
+# other noise kernels: the paper study's sweeps under gaussian, laplace and student_t noise, and the kernel claims
+kernels: install
+	$(PY) -m dsmexp.studies.kernels.make --profile $(PROFILE) $(ARGS)
 
 bench: install
 	$(VENV)/bin/dsmexp-bench $(ARGS)

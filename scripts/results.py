@@ -3,7 +3,8 @@ profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's ru
 dimension study at its quick profile (report.md, Figures 5-7, runs.csv), the multi-scale study at its
 quick profile (report.md, Figures 8-9, runs.csv), the sampling study (report.md, Figures 10-11,
 runs.csv; it samples the multi-scale and the quick profile's runs too, so it comes after them) and the
-variance study (report.md, Figures 12-13, runs.csv).
+variance study (report.md, Figures 12-13, runs.csv) and the noise-kernel study (report.md, Figure 14,
+and the paper's report under each kernel).
 
     make results                     # all six; runs only what is not trained yet (about 3 h on 2 cores)
     python scripts/results.py --only quick
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from dsmexp.records.sweeps import load_runs
+from dsmexp.studies.kernels.make import KERNELS, sweep_name
 from dsmexp.studies.paper.report import build_report
 from dsmexp.train.summary import source_commit
 
@@ -117,8 +119,28 @@ def publish_study(name: str, launcher: str) -> int:
     return code
 
 
+def publish_kernels(launcher: str) -> int:
+    """`make kernels PROFILE=quick` (three seeds; finished runs are reused), then its report.md (which
+    says where it was drawn), Figure 14 and each kernel's paper report, figures and runs.csv copied to
+    docs/results/kernels."""
+    cmd = [sys.executable, "-m", "dsmexp.studies.kernels.make", "--profile", "quick", "--launcher", launcher]
+    print(f"== kernels: {' '.join(cmd[1:])}", flush=True)
+    code = subprocess.run(cmd).returncode
+    drawn, target = Path("outputs") / "figures" / "kernels-quick", ROOT / "docs" / "results" / "kernels"
+    for path in sorted(drawn.rglob("*")):
+        if path.is_file() and path.suffix in (".md", ".png"):
+            (target / path.relative_to(drawn)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / path.relative_to(drawn))
+    for label, overrides in KERNELS.items():
+        runs_csv = Path("outputs") / "sweeps" / sweep_name("quick", overrides) / "runs.csv"
+        if runs_csv.exists():
+            shutil.copyfile(runs_csv, target / label / "runs.csv")
+    print(f"{target}: report.md, figure14, each kernel's report, figures and runs.csv", flush=True)
+    return code
+
+
 # each a package under dsmexp/studies/ with a make.py; sampling samples the multiscale and quick sweeps
-STUDIES = ("dimension", "multiscale", "sampling", "variance")
+STUDIES = ("dimension", "multiscale", "sampling", "variance", "kernels")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     np.seterr(all="ignore")
     names = args.only or [*PUBLISHED, *STUDIES]
-    codes = [publish_study(name, args.launcher) if name in STUDIES
+    codes = [publish_kernels(args.launcher) if name == "kernels"
+             else publish_study(name, args.launcher) if name in STUDIES
              else publish(name, *PUBLISHED[name], args.launcher) for name in names]
     return max(codes)
 
