@@ -47,6 +47,12 @@ class DatasetConfig:
         return None
 
     @classmethod
+    def no_clean_density(cls, ds: DictConfig) -> str | None:
+        """Why the clean data have no differentiable density (ISM at sigma = 0 and TSM are refused: the
+        paper's Assumption 1), or None."""
+        return None
+
+    @classmethod
     def extent(cls, ds: DictConfig) -> float:
         """A bound on the magnitude of a coordinate of the data (3 standard deviations for Gaussian parts)."""
         raise NotImplementedError
@@ -221,8 +227,61 @@ class GMMConfig(DatasetConfig):
                 {"dataset.components": k / 8})
 
 
+@dataclass
+class CellsConfig(DatasetConfig):
+    """Uniform on axis-aligned cells in the plane (dsmexp/core/cells.py): data with edges."""
+
+    size: float = 4.0
+
+    @classmethod
+    def check(cls, ds: DictConfig, fail: Callable[[str], None]) -> None:
+        super().check(ds, fail)
+        if ds.dim != 2:
+            fail(f"dataset.dim={ds.dim}: dataset={ds.name} lies in the plane; it must be 2")
+        if ds.size <= 0:
+            fail(f"dataset.size={ds.size}: must be > 0")
+
+    @classmethod
+    def no_kernel_reference(cls, ds: DictConfig, kernel: str) -> str | None:
+        return (f"dataset={ds.name}: its exact reference (error functions, dsmexp/core/cells.py) is written "
+                f"for the Gaussian kernel only, not noise.kernel={kernel}")
+
+    @classmethod
+    def no_clean_density(cls, ds: DictConfig) -> str | None:
+        return (f"dataset={ds.name} is uniform on cells, with edges where its density jumps: it breaks the "
+                "paper's Assumption 1 (a differentiable data density)")
+
+    @classmethod
+    def extent(cls, ds: DictConfig) -> float:
+        return ds.size / 2
+
+    @classmethod
+    def geometry_bytes(cls, ds: DictConfig) -> tuple[str, float, dict[str, float]]:
+        cells = int(ds.get("cells", 1)) ** 2
+        return "the cells and their reference blocks", cells * 16 * 8, {}
+
+
+@dataclass
+class CheckerboardConfig(CellsConfig):
+    name: str = "checkerboard"
+    cells: int = 4
+
+    @classmethod
+    def check(cls, ds: DictConfig, fail: Callable[[str], None]) -> None:
+        super().check(ds, fail)
+        if ds.cells < 2:
+            fail(f"dataset.cells={ds.cells}: must be >= 2 (cells per side of the board)")
+
+
+@dataclass
+class SquareConfig(CellsConfig):
+    name: str = "square"
+    size: float = 2.0
+
+
 DATASET_SCHEMAS: dict[str, type[DatasetConfig]] = {
-    "half_moon": HalfMoonConfig, "swiss_roll": SwissRollConfig, "gaussian": GaussianConfig, "gmm": GMMConfig}
+    "half_moon": HalfMoonConfig, "swiss_roll": SwissRollConfig, "gaussian": GaussianConfig, "gmm": GMMConfig,
+    "checkerboard": CheckerboardConfig, "square": SquareConfig}
 
 
 def data_extent(ds: DictConfig, sigma: float) -> float:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING, DictConfig
 
-from dsmexp.config.dataset import data_extent
+from dsmexp.config.dataset import DATASET_SCHEMAS, data_extent
+from dsmexp.config.schedule import multiscale
 
 
 @dataclass
@@ -31,6 +32,14 @@ def check_loss(cfg: DictConfig, fail: Callable[..., None]) -> None:
     if row.needs_noise and cfg.sigma == 0:
         fail(f"sigma=0 with loss={name}: {row.label} needs sigma > 0 (its target is -eps/sigma); use "
              "loss=ism to train on clean data", sweep_skippable=True)
+    schema = DATASET_SCHEMAS.get(cfg.dataset.name)
+    edges = schema.no_clean_density(cfg.dataset) if schema is not None else None
+    if edges and cfg.sigma == 0 and not multiscale(cfg):
+        fail(f"sigma=0 with loss={name}: {edges}, so {row.label} at sigma = 0 is ill-posed (Eq. 8's "
+             "integration by parts leaves boundary terms); use sigma > 0")
+    if edges and row.clean_score:
+        fail(f"loss={name}: {row.label} needs the clean data's score grad log p_data, and {edges}; use "
+             "dsm_s or dsm_cv")
     if row.clean_score and cfg.dataset.get("noise", None) == 0:
         fail(f"loss={name} with dataset={cfg.dataset.name} noise=0: {row.label} needs the clean data's score "
              "grad log p_data, and points on a curve have no density; use dataset.noise > 0 or a dataset "

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dsmexp.core.cells import CellData, Checkerboard, Square
 from dsmexp.core.densities import ReferenceUnavailable, curve_nodes, gmm_density, mixture_density
 from dsmexp.core.noise import NoiseKernel
 
@@ -229,12 +230,12 @@ class GaussianMixture:
         return self.means, np.log(self.weights), variances, None
 
 
-Dataset = HalfMoon | SwissRoll | Gaussian | GaussianMixture
+Dataset = HalfMoon | SwissRoll | Gaussian | GaussianMixture | CellData
 
 
 # name -> class: the dataset=NAME config group's builder (from_config) and its reference score (density)
 DATASETS: dict[str, type] = {"half_moon": HalfMoon, "swiss_roll": SwissRoll, "gaussian": Gaussian,
-                             "gmm": GaussianMixture}
+                             "gmm": GaussianMixture, "checkerboard": Checkerboard, "square": Square}
 
 
 def build_dataset(cfg: Any, seed: int = 0) -> Dataset:

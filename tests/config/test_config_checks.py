@@ -43,6 +43,15 @@ from tests.conftest import make_cfg
      "dataset.noise=0: the exact reference under noise.kernel=laplace"),
     (["noise.kernel=laplace", "dataset=gaussian", "dataset.rotate=true"],
      "dataset.rotate / dataset.cov: under noise.kernel=laplace the exact reference needs a diagonal"),
+    (["dataset=checkerboard", "sigma=0", "loss=ism"],
+     "sigma=0 with loss=ism: dataset=checkerboard is uniform on cells, with edges where its density jumps: "
+     "it breaks the paper's Assumption 1"),
+    (["dataset=square", "sigma=0", "loss=fd_ssm"], "sigma=0 with loss=fd_ssm: dataset=square is uniform"),
+    (["dataset=checkerboard", "loss=tsm"], "loss=tsm: TSM needs the clean data's score grad log p_data, and"),
+    (["dataset=checkerboard", "noise.kernel=student_t"], "dataset=checkerboard: its exact reference"),
+    (["dataset=checkerboard", "dataset.dim=3"], "dataset.dim=3: dataset=checkerboard lies in the plane"),
+    (["dataset=checkerboard", "dataset.cells=1"], "dataset.cells=1: must be >= 2"),
+    (["dataset=square", "dataset.size=0"], "dataset.size=0.0: must be > 0"),
 ])
 def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
@@ -55,6 +64,7 @@ def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message)
     [], ["experiment=fig1"], ["experiment=paper", "+profile=smoke"], ["dataset=gaussian", "dataset.dim=3",
     "dataset.mean=[1,0,-1]"], ["sigma=1e-15", "loss=ism"], ["grid_size=1024"], ["model.hidden=[]"],
     ["loss=tsm", "dataset=gmm"], ["loss=tsm_mix", "loss.kappa=1"], ["loss=dsm_cv", "antithetic=true"],
+    ["dataset=checkerboard", "sigma=1e-4", "loss=ism"], ["dataset=square", "experiment=multiscale"],
 ])
 def test_good_settings_pass(overrides):
     validate(make_cfg(*overrides))

@@ -32,7 +32,8 @@ def test_single_run_lands_in_a_directory_named_by_its_overrides(tmp_path):
     (["steps=0"], "steps=0"),
     (["model.activation=relu"], "model.activation=relu"),
     (["device=cuda"], "device=cuda"),
-    (["dataset=moons"], "dsmexp: error: dataset=moons: must be one of gaussian, gmm, half_moon, swiss_roll"),
+    (["dataset=moons"], "dsmexp: error: dataset=moons: must be one of checkerboard, gaussian, gmm, "
+                        "half_moon, square, swiss_roll"),
     (["loss=esm"], "dsmexp: error: loss=esm: must be one of dsm, dsm_cv, dsm_s, fd_ssm, hybrid, ism, ssm, "
                    "ssm_vr, tsm, tsm_mix"),
     (["optimizer=rmsprop"], "dsmexp: error: optimizer=rmsprop: must be one of adam, adamw, sgd"),

@@ -23,7 +23,7 @@ def test_help_lists_the_config_groups_without_the_internal_schema(tmp_path):
                           text=True, check=True)
     groups = proc.stdout.split("== Configuration groups ==", 1)[1].split("== Settings ==", 1)[0]
     assert "loss: dsm, dsm_cv, dsm_s, fd_ssm, hybrid, ism, ssm, ssm_vr, tsm, tsm_mix" in groups
-    assert "dataset: gaussian, gmm, half_moon, swiss_roll" in groups
+    assert "dataset: checkerboard, gaussian, gmm, half_moon, square, swiss_roll" in groups
     assert "optimizer: adam, adamw, sgd" in groups and "model: custom, mlp" in groups
     assert "profile: dimension_quick, multiscale_paper, multiscale_quick, paper, quick, smoke" in groups
     assert "experiment: dimension, dimension_dsm_s, fig1, fig2, fig3, multiscale, ncsn_toy, paper" in groups
