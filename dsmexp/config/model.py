@@ -20,7 +20,8 @@ class MLPConfig:
     embedding: str = "log"  # log | fourier: how sigma enters
     fourier_features: int = 16
     scale_output: bool = False  # divide the output by sigma (parametrization=score)
-    parametrization: str = "score"  # score | noise | data
+    # score | energy (s = -grad E, single-sigma) | noise | data (with a schedule)
+    parametrization: str = "score"
 
 
 @dataclass

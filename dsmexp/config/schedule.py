@@ -35,14 +35,24 @@ def check_schedule(cfg: DictConfig, fail: Callable[[str], None]) -> None:
     schedule, model, loss = cfg.schedule, cfg.model, cfg.loss.name
     if schedule.kind not in KINDS:
         fail(f"schedule.kind={schedule.kind}: must be one of {', '.join(KINDS)}")
-    if model.get("parametrization", "score") not in PARAMETRIZATIONS:
-        fail(f"model.parametrization={model.parametrization}: must be one of {', '.join(PARAMETRIZATIONS)}")
+    parametrization = model.get("parametrization", "score")
+    if parametrization not in (*PARAMETRIZATIONS, "energy"):
+        fail(f"model.parametrization={parametrization}: must be one of {', '.join(PARAMETRIZATIONS)}, energy")
+    if parametrization == "energy" and model.name != "mlp":
+        fail(f"model.parametrization=energy with model={model.name}: the energy network is model=mlp's "
+             "(an MLP energy E with s = -grad E)")
+    if parametrization == "energy" and multiscale(cfg):
+        fail(f"model.parametrization=energy with schedule.kind={schedule.kind}: the energy model is "
+             "single-sigma (schedule.kind=none)")
+    if parametrization == "energy" and cfg.kernel == "fused":
+        fail("kernel=fused with model.parametrization=energy: the fused kernel computes a score MLP's "
+             "terms; an energy model runs on the torch path (kernel=auto or torch)")
     row = OBJECTIVES.get(loss)
     if not multiscale(cfg):
         if row is not None and row.multiscale_only:
             fail(f"loss={loss}: trains across noise scales only; set schedule.kind=geometric or continuous "
                  "(experiment=multiscale does)")
-        if model.get("parametrization", "score") != "score":
+        if parametrization not in ("score", "energy"):
             fail(f"model.parametrization={model.parametrization}: needs a noise-conditional model; set "
                  "schedule.kind=geometric or continuous (experiment=multiscale does)")
         return

@@ -5,7 +5,12 @@
   sigma > 0 this is the bias the paper discusses);
 - esm_emp: as esm, against the empirical training-set mixture at sigma (the finite-data DSM optimum);
 - esm_rel, esm_data_rel: esm and esm_data divided by mean |reference score|^2 on the same held-out
-  points (z for esm, x for esm_data), so that numbers compare across dimensions (s = 0 scores 0.5).
+  points (z for esm, x for esm_data), so that numbers compare across dimensions (s = 0 scores 0.5);
+- curl (2-D): mean |d s_2 / d z_1 - d s_1 / d z_2| over z: how far a free-form field is from a gradient
+  field (the exact score and an energy model's are gradients: zero up to rounding);
+- loglik, kl (2-D, energy models, networks.EnergyMLP): mean log p_model(z) with p_model = exp(-E) / Z
+  normalised on a grid (energy.py), and KL(q_sigma || p_model) = mean [log q_sigma(z) - log p_model(z)]
+  against the exact log density.
 
 The held-out points and their reference scores are computed once per run; one evaluation is then a
 forward pass over 2 x eval_samples points. A reference that does not exist is NaN.
@@ -19,16 +24,22 @@ import time
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, func
 
 from dsmexp.core.datasets import Dataset
+from dsmexp.core.energy import grid_box, grid_log_partition
 from dsmexp.core.networks import ScoreMLP
 from dsmexp.core.noise import GAUSSIAN, NoiseKernel
-from dsmexp.core.reference import ReferenceUnavailable, empirical_score, reference_score
+from dsmexp.core.reference import (
+    ReferenceUnavailable,
+    empirical_score,
+    reference_log_density,
+    reference_score,
+)
 
 log = logging.getLogger(__name__)
 
-EVAL_METRICS = ("esm", "esm_data", "esm_emp", "esm_rel", "esm_data_rel")
+EVAL_METRICS = ("esm", "esm_data", "esm_emp", "esm_rel", "esm_data_rel", "curl", "loglik", "kl")
 RELATIVE = {"esm_rel": "esm", "esm_data_rel": "esm_data"}  # column: the esm it divides
 
 
@@ -59,6 +70,11 @@ class HeldOut:
         self.x, self.z = as_tensor(x), as_tensor(z)
         self.refs = {k: torch.as_tensor(v, dtype=torch.float64, device=device) for k, v in refs.items()}
         self.ref_power = {k: (self.refs[k] ** 2).sum(1).mean() for k in RELATIVE.values()}
+        self.planar = x.shape[1] == 2
+        if self.planar:  # log q_sigma at z and the energy's normalisation grid (energy models)
+            log_q = _or_nan(lambda: reference_log_density(dataset, z, sigma, kernel), z.shape[:1], "kl")
+            self.log_q = torch.as_tensor(log_q, dtype=torch.float64, device=device)
+            self.box = grid_box(self.z)
         self.setup_seconds = time.perf_counter() - started
 
     @torch.no_grad()
@@ -68,7 +84,20 @@ class HeldOut:
         points = {"esm": s_z, "esm_data": s_x, "esm_emp": s_z}
         values = {k: 0.5 * ((points[k] - self.refs[k]) ** 2).sum(1).mean() for k in points}
         values |= {rel: values[k] / self.ref_power[k] for rel, k in RELATIVE.items()}
-        return torch.stack([values[k] for k in EVAL_METRICS])
+        nan = torch.full((), math.nan, dtype=torch.float64, device=self.z.device)
+        values |= {"curl": curl(model, self.z).abs().mean() if self.planar else nan}
+        if self.planar and hasattr(model, "energy"):  # p_model = exp(-E) / Z, Z on the grid
+            log_p = -model.energy(self.z).double() - grid_log_partition(model.energy, *self.box)
+            values |= {"loglik": log_p.mean(), "kl": (self.log_q - log_p).mean()}
+        return torch.stack([values.get(k, nan) for k in EVAL_METRICS])
+
+
+def curl(model, z: Tensor) -> Tensor:
+    """The curl d s_2 / d z_1 - d s_1 / d z_2 of a 2-D score field at points z (n, 2), from two
+    Jacobian-vector products (torch.func): zero for a gradient field such as an energy model's."""
+    columns = [func.jvp(model, (z,), (torch.zeros_like(z).index_fill_(1, torch.tensor(i, device=z.device),
+                                                                        1.0),))[1] for i in range(2)]
+    return (columns[0][:, 1] - columns[1][:, 0]).double()
 
 
 LEVEL_EVAL = ("esm", "esm_rel", "esm_data", "esm_data_rel")  # per level of a multi-scale run

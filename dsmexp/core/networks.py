@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, func, nn
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,33 @@ class ScoreMLP(nn.Module):
         return self.layers[-1](z)
 
 
+class EnergyMLP(nn.Module):
+    """An energy E: MLP d -> hidden... -> 1 with a smooth activation after every hidden layer; p_model is
+    proportional to exp(-E) and forward gives the score -grad_z E (model.parametrization=energy; seed
+    003, energy-based DSM). The score is a gradient field (its 2-D curl is zero) with Jacobian -Hess E, so
+    ISM's div s (Eq. 8) is -Laplacian E: exact, by one forward-mode pass per coordinate over this reverse
+    pass (the torch.func kernel, kernels/module.py); DSM's gradient is a double backward pass."""
+
+    def __init__(self, dim: int, hidden: Sequence[int], activation: str) -> None:
+        super().__init__()
+        widths = [dim, *hidden]  # the output has no bias: a constant in E changes neither s nor p_model
+        self.layers = nn.ModuleList([*(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])),
+                                     nn.Linear(widths[-1], 1, bias=False)])
+        self.dim, self.hidden, self.activation_name = dim, tuple(hidden), activation
+        self.activation = ACTIVATIONS[activation]
+
+    def energy(self, z: Tensor) -> Tensor:
+        """E(z) (n,) at points z (n, d)."""
+        for layer in self.layers[:-1]:
+            z = self.activation.fn(layer(z))
+        return self.layers[-1](z)[:, 0]
+
+    def forward(self, z: Tensor) -> Tensor:
+        """The score -grad_z E (n, d): the points are independent, so the gradient of the summed energy
+        is each point's own (torch.func, so that forward-mode passes compose with it)."""
+        return -func.grad(lambda points: self.energy(points).sum())(z)
+
+
 class CustomModelError(ValueError):
     """A model=custom setting that cannot give a score network (one line naming model.target)."""
 
@@ -175,11 +202,13 @@ def _probe(model: nn.Module, points: Tensor, target: str, conditional: bool = Fa
 
 
 # model=NAME -> its builder from the model config group and the data dimension
-MODELS = {"mlp": lambda cfg, dim: ScoreMLP(dim, list(cfg.hidden), cfg.activation),
+MODELS = {"mlp": lambda cfg, dim: (EnergyMLP if cfg.get("parametrization") == "energy" else ScoreMLP)(
+              dim, list(cfg.hidden), cfg.activation),
           "custom": lambda cfg, dim: build_custom(cfg.target, dict(cfg.kwargs), dim)}
 
 
 def build_model(cfg, dim: int) -> nn.Module:
-    """The score network a run's model config asks for: ScoreMLP, or any nn.Module (model=custom)."""
+    """The score network a run's model config asks for: ScoreMLP, EnergyMLP (model.parametrization=energy),
+    or any nn.Module (model=custom)."""
     return MODELS[cfg.name](cfg, dim)
 

@@ -52,6 +52,14 @@ from tests.conftest import make_cfg
     (["dataset=checkerboard", "dataset.dim=3"], "dataset.dim=3: dataset=checkerboard lies in the plane"),
     (["dataset=checkerboard", "dataset.cells=1"], "dataset.cells=1: must be >= 2"),
     (["dataset=square", "dataset.size=0"], "dataset.size=0.0: must be > 0"),
+    (["model.parametrization=energy", "kernel=fused"],
+     "kernel=fused with model.parametrization=energy: the fused kernel computes a score MLP's terms"),
+    (["model.parametrization=energy", "experiment=multiscale"],
+     "model.parametrization=energy with schedule.kind=geometric: the energy model is single-sigma"),
+    (["model.parametrization=energy", "model=custom", "model.target=tests.user_modules.LinearScore"],
+     "model.parametrization=energy with model=custom: the energy network is model=mlp's"),
+    (["model.parametrization=energi"],
+     "model.parametrization=energi: must be one of score, noise, data, energy"),
 ])
 def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
@@ -65,6 +73,7 @@ def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message)
     "dataset.mean=[1,0,-1]"], ["sigma=1e-15", "loss=ism"], ["grid_size=1024"], ["model.hidden=[]"],
     ["loss=tsm", "dataset=gmm"], ["loss=tsm_mix", "loss.kappa=1"], ["loss=dsm_cv", "antithetic=true"],
     ["dataset=checkerboard", "sigma=1e-4", "loss=ism"], ["dataset=square", "experiment=multiscale"],
+    ["model.parametrization=energy", "loss=ssm_vr"], ["model.parametrization=energy", "sigma=0", "loss=ism"],
 ])
 def test_good_settings_pass(overrides):
     validate(make_cfg(*overrides))

@@ -30,7 +30,7 @@ def test_run_leaves_every_contract_file(tmp_path):
                        "norm_est", "fit_est", "fit_est_se", "loss_est", "grad_norm_est", "grad_cos_est",
                        "fit_vr", "fit_vr_se", "loss_vr", "grad_norm_vr", "grad_var", "grad_var_se",
                        "grad_var_ism", "grad_var_ism_se", "esm", "esm_data", "esm_emp", "esm_rel",
-                       "esm_data_rel", "time_s"]
+                       "esm_data_rel", "curl", "loglik", "kl", "time_s"]
     assert m["step"].tolist() == list(range(cfg.steps))
     assert np.all(np.diff(m["time_s"]) > 0)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -120,3 +120,19 @@ def test_data_with_edges_train_above_sigma_zero(tmp_path, overrides):
     gap = np.abs(m["fit_ism"] - m["fit_dsm"])
     assert (gap <= 4 * np.hypot(m["fit_ism_se"], m["fit_dsm_se"])).all()
     assert (run_dir / "score_field.npz").exists()
+
+
+def test_an_energy_run_logs_a_conservative_field_and_its_likelihood(tmp_path):
+    """model.parametrization=energy trains on the torch path; at eval steps its curl is rounding, its grid
+    log-likelihood and KL to q_sigma are finite (KL >= 0 up to the grid); a free-form score run has a
+    curl and no likelihood."""
+    status, run_dir, _ = train(tmp_path, "model.parametrization=energy", "loss=dsm_s", name="energy")
+    assert status == "completed"
+    energy = metrics_file.read_metrics(run_dir / "metrics.csv")
+    evaluated = np.isfinite(energy["esm"])
+    assert (energy["curl"][evaluated] < 1e-5).all()
+    assert np.isfinite(energy["loglik"][evaluated]).all() and (energy["kl"][evaluated] > -1e-3).all()
+    assert json.loads((run_dir / "summary.json").read_text())["kernel"] == "torch"
+    _, score_dir, _ = train(tmp_path, "loss=dsm_s", name="score")
+    score = metrics_file.read_metrics(score_dir / "metrics.csv")
+    assert (score["curl"][evaluated] > 1e-3).all() and np.isnan(score["loglik"]).all()

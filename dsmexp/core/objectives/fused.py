@@ -64,6 +64,8 @@ def not_applicable(cfg: Any) -> str | None:
     if not objective(cfg.loss.name).fused_ok:
         fused_ok = [name for name, row in OBJECTIVES.items() if row.fused_ok]
         return f"loss={cfg.loss.name}: the fused kernel covers {', '.join(fused_ok)}"
+    if cfg.model.get("parametrization", "score") == "energy":
+        return "model.parametrization=energy: the fused kernel computes a score MLP's terms"
     if cfg.model.get("name", "mlp") != "mlp":
         return f"model={cfg.model.name}: the fused kernel covers model=mlp with two hidden layers"
     if len(cfg.model.hidden) != 2:
