@@ -17,7 +17,7 @@ HYDRA_OVERRIDES := $(foreach v,$(MAKEOVERRIDES),$(if $(findstring .,$(firstword 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sweep figures results dimension multiscale sampling variance kernels bench lint clean slurm-up slurm-down
+.PHONY: install run test sweep figures results dimension multiscale sampling variance kernels energy bench lint clean slurm-up slurm-down
 
 # While the cluster started by `make slurm-up` runs, every target talks to it (unless SLURM_CONF is set).
 ifneq ($(wildcard $(SLURM_STATE)/slurmctld.pid),)
@@ -67,6 +67,10 @@ variance: install
 # other noise kernels: the paper study's sweeps under gaussian, laplace and student_t noise, and the kernel claims
 kernels: install
 	$(PY) -m dsmexp.studies.kernels.make --profile $(PROFILE) $(ARGS)
+
+# energy against score parametrisation: ISM and DSM-S, a free-form score MLP and an MLP energy, three seeds
+energy: install
+	$(PY) -m dsmexp.studies.energy.make --profile $(PROFILE) $(ARGS)
 
 bench: install
 	$(VENV)/bin/dsmexp-bench $(ARGS)

@@ -3,8 +3,8 @@ profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's ru
 dimension study at its quick profile (report.md, Figures 5-7, runs.csv), the multi-scale study at its
 quick profile (report.md, Figures 8-9, runs.csv), the sampling study (report.md, Figures 10-11,
 runs.csv; it samples the multi-scale and the quick profile's runs too, so it comes after them) and the
-variance study (report.md, Figures 12-13, runs.csv) and the noise-kernel study (report.md, Figure 14,
-and the paper's report under each kernel).
+variance study (report.md, Figures 12-13, runs.csv), the noise-kernel study (report.md, Figure 14,
+and the paper's report under each kernel) and the energy study (report.md, Figure 15, runs.csv).
 
     make results                     # all six; runs only what is not trained yet (about 3 h on 2 cores)
     python scripts/results.py --only quick
@@ -140,7 +140,7 @@ def publish_kernels(launcher: str) -> int:
 
 
 # each a package under dsmexp/studies/ with a make.py; sampling samples the multiscale and quick sweeps
-STUDIES = ("dimension", "multiscale", "sampling", "variance", "kernels")
+STUDIES = ("dimension", "multiscale", "sampling", "variance", "kernels", "energy")
 
 
 def main(argv: list[str] | None = None) -> int:
