@@ -17,7 +17,7 @@ HYDRA_OVERRIDES := $(foreach v,$(MAKEOVERRIDES),$(if $(findstring .,$(firstword 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sweep figures results dimension multiscale sampling variance kernels energy bench lint clean slurm-up slurm-down
+.PHONY: install run test test-slow sweep figures results dimension multiscale sampling variance kernels energy bench lint clean slurm-up slurm-down
 
 # While the cluster started by `make slurm-up` runs, every target talks to it (unless SLURM_CONF is set).
 ifneq ($(wildcard $(SLURM_STATE)/slurmctld.pid),)
@@ -36,8 +36,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m dsmexp $(ARGS)
 
+# make test: the default suite, without the end-to-end studies marked slow (make test-slow runs those;
+# .ci/run runs both)
+TEST_MARKS ?= not slow
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "$(TEST_MARKS)" $(ARGS)
+
+test-slow: install
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m slow $(ARGS)
 
 sweep: install
 	$(PY) -m dsmexp -m loss=ism,dsm_s sigma=0,1e-4,1e-3,1e-2,1e-1 $(ARGS)

@@ -97,7 +97,7 @@ def curl(model, z: Tensor) -> Tensor:
     Jacobian-vector products (torch.func): zero for a gradient field such as an energy model's."""
     columns = [func.jvp(model, (z,), (torch.zeros_like(z).index_fill_(1, torch.tensor(i, device=z.device),
                                                                         1.0),))[1] for i in range(2)]
-    return (columns[0][:, 1] - columns[1][:, 0]).double()
+    return (columns[0][:, 1] - columns[1][:, 0]).detach().double()
 
 
 LEVEL_EVAL = ("esm", "esm_rel", "esm_data", "esm_data_rel")  # per level of a multi-scale run
