@@ -134,6 +134,7 @@ def publish_kernels(launcher: str) -> int:
     for label, overrides in KERNELS.items():
         runs_csv = Path("outputs") / "sweeps" / sweep_name("quick", overrides) / "runs.csv"
         if runs_csv.exists():
+            (target / label).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(runs_csv, target / label / "runs.csv")
     print(f"{target}: report.md, figure14, each kernel's report, figures and runs.csv", flush=True)
     return code
