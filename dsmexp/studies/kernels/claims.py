@@ -26,6 +26,10 @@ from dsmexp.records.sweeps import Run
 SMALL = (1e-4, 1e-3)  # where the O(1) remainder of the variance is below 1e-5 of its 1/sigma^2 part
 Z, MIN_FRACTION = 3.0, 0.95  # Prop. 2 per step, as the paper study's fit_agreement rule
 FISHER_TOLERANCE = 0.10  # |measured / predicted - 1| at every SMALL sigma
+# "larger": the ratio to the Gaussian's above 1 + HEAVIER_MARGIN. Changed after the first published runs
+# from "above 1": that rule had no margin, and called Laplace's ratio of 1.0003 (predicted: exactly 1)
+# larger (old verdict supported, new not supported; Student-t not supported under both).
+HEAVIER_MARGIN = 0.05
 
 
 def kernel_label(noise: dict) -> str:
@@ -137,11 +141,15 @@ def heavier_claim(label: str, runs: list[Run], gaussian: list[Run]) -> Claim:
             results.append((None, f"seed {seed}: missing"))
             continue
         ratio, raw = normalised_variance(a) / normalised_variance(b), raw_variance(a) / raw_variance(b)
-        results.append((bool(ratio > 1), f"seed {seed}: ratio {ratio:.3f} (raw variance {raw:.3f})"))
+        results.append((bool(ratio > 1 + HEAVIER_MARGIN), f"seed {seed}: ratio {ratio:.4f} (raw variance "
+                                                           f"{raw:.3f})"))
     return Claim(f"DSM's fitting-term variance at small sigma is larger under {label} than Gaussian noise",
                  "the issue's example claim (heavy-tailed noise argued both ways in current papers)",
                  "normalised variance of the DSM-S run at sigma = 1e-4 over the Gaussian run's, same seed "
-                 "and scale sigma, > 1 (the raw per-point variance in brackets)", results)
+                 f"and scale sigma, > {1 + HEAVIER_MARGIN:g} (the raw per-point variance in brackets; "
+                 "changed after the first runs from > 1, which had no margin: Laplace's old verdict was "
+                 "supported)",
+                 results)
 
 
 def _dim(runs: list[Run]) -> int:
