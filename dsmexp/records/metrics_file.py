@@ -63,6 +63,9 @@ DESCRIPTIONS = {
     "esm_emp": "esm against the empirical mixture (1/N) sum N(x_i, sigma^2 I) of the training set",
     "esm_rel": "esm over mean |grad log q_sigma|^2 on the same points (s = 0 scores 0.5)",
     "esm_data_rel": "esm_data over mean |grad log p_data|^2 on the same points (s = 0 scores 0.5)",
+    "curl": "2-D: mean |d s_2/d z_1 - d s_1/d z_2| on the held-out z (zero for a gradient field)",
+    "loglik": "2-D energy models: mean log p_model(z), exp(-E) normalised on a grid",
+    "kl": "2-D energy models: KL(q_sigma || p_model) on the held-out z, against the exact density",
     "time_s": "seconds since the run started",
 }
 
