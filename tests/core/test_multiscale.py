@@ -196,13 +196,13 @@ def test_the_hybrid_and_ssm_vr_train_what_they_say():
 
 @pytest.mark.parametrize("loss, sampling", [("dsm", "random"), ("hybrid", "random"), ("ism", "all")])
 def test_grad_var_is_the_step_gradients_variance_over_the_noise(loss, sampling):
-    """grad_var estimates P tr Cov(g | data) (gradvar.py) across a schedule too: over 400 fresh draws of
+    """grad_var estimates P tr Cov(g | data) (gradvar.py) across a schedule too: over 200 fresh draws of
     the noise and the levels for one small data set, the mean logged grad_var is within 4 combined
     standard errors of P times the trace of the step gradient's covariance across the draws. One noise
     row per group (8 groups); sampling=all puts a row's points at every level into its group, hybrid a
     row's points below and above the switch."""
     kernel = ConditionalKernel(NoiseConditional(_mlp(hidden=(8, 8)), "score"))
-    n, m, levels, repeats = 20, 8, 3, 400
+    n, m, levels, repeats = 20, 8, 3, 200
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(n, 2, generator=gen)
     schedule = Schedule("geometric", levels, 0.05, 1.0, sampling)

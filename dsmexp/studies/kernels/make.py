@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             if paper.main(["--profile", args.profile, "--seeds", str(args.seeds), "--launcher", args.launcher,
                            *overrides]) != 0:
                 failed.append(label)
-    runs = {label: load_runs(path) if path.is_dir() else [] for label, path in sweeps.items()}
+    runs = {label: [r for r in (load_runs(path) if path.is_dir() else []) if r.seed < args.seeds]
+            for label, path in sweeps.items()}
     train_s = sum(float(r.summary.get("wall_time_s") or 0) for rs in runs.values() for r in rs)
     preamble = [
         f"Profile {args.profile}, seeds 0 to {args.seeds - 1}: the paper study's Figure 2 grid (DSM-S and "
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         f"call {(time.perf_counter() - started) / 60:.1f} min (1-minute load average {load_before:.2f} -> "
         f"{os.getloadavg()[0]:.2f}; finished runs are reused).",
     ]
-    report = build_report(sweeps, out, preamble)
+    report = build_report(sweeps, out, preamble, args.seeds)
     for label, overrides in KERNELS.items():
         source = Path("outputs") / "figures" / sweep_name(args.profile, overrides).removeprefix("figures-")
         if source.is_dir():

@@ -27,8 +27,11 @@ def _cell(values: list[float]) -> str:
     return f"{np.mean(values):.3g} [{min(values):.3g}, {max(values):.3g}]"
 
 
-def build_report(sweeps: dict[str, Path], out: Path, preamble: list[str]) -> Path:
-    runs = {label: load_runs(p) if p.is_dir() else [] for label, p in sweeps.items()}
+def build_report(sweeps: dict[str, Path], out: Path, preamble: list[str], seeds: int | None = None) -> Path:
+    """report.md and Figure 14 from each kernel's sweep; `seeds`: judge seeds 0..seeds-1 only (the
+    Gaussian sweep is the paper study's own, which `make results` also fills with five seeds)."""
+    runs = {label: [r for r in (load_runs(p) if p.is_dir() else []) if seeds is None or r.seed < seeds]
+            for label, p in sweeps.items()}
     # each kernel in words (student_t (df 3)) with its runs' noise settings; a sweep with no runs by name
     kernels = {(kc.kernel_label(_noise(rs)) if rs else label): (_noise(rs), rs) for label, rs in runs.items()}
     out.mkdir(parents=True, exist_ok=True)
