@@ -41,9 +41,6 @@ def check_schedule(cfg: DictConfig, fail: Callable[[str], None]) -> None:
     if parametrization == "energy" and model.name != "mlp":
         fail(f"model.parametrization=energy with model={model.name}: the energy network is model=mlp's "
              "(an MLP energy E with s = -grad E)")
-    if parametrization == "energy" and multiscale(cfg):
-        fail(f"model.parametrization=energy with schedule.kind={schedule.kind}: the energy model is "
-             "single-sigma (schedule.kind=none)")
     if parametrization == "energy" and cfg.kernel == "fused":
         fail("kernel=fused with model.parametrization=energy: the fused kernel computes a score MLP's "
              "terms; an energy model runs on the torch path (kernel=auto or torch)")
@@ -79,6 +76,9 @@ def check_schedule(cfg: DictConfig, fail: Callable[[str], None]) -> None:
             fail(f"model.embedding={model.embedding}: must be one of {', '.join(EMBEDDINGS)}")
         if model.embedding == "fourier" and model.fourier_features < 2:
             fail(f"model.fourier_features={model.fourier_features}: must be >= 2 (sine and cosine pairs)")
+        if model.scale_output and model.parametrization == "energy":
+            fail("model.scale_output=true with model.parametrization=energy: the 1/sigma output scaling is "
+                 "for parametrization=score (an energy's score is its gradient)")
         if model.scale_output and model.parametrization != "score":
             fail(f"model.scale_output=true with model.parametrization={model.parametrization}: the 1/sigma "
                  "output scaling is for parametrization=score (noise and data predictions are O(1) already)")

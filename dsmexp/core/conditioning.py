@@ -6,7 +6,8 @@ Fourier features of log sigma); PARAMETRIZATIONS turn its output into the score,
 
 - score: s = f (optionally f / sigma, model.scale_output: the score of q_sigma grows like 1/sigma);
 - noise: f predicts eps and s = -f / sigma (DDPM's eps-prediction; seed 003, DSM Is DDPM Training);
-- data:  f predicts x0 and s = (f - z) / sigma^2 (Tweedie's formula, E[x | z] = z + sigma^2 grad log q).
+- data:  f predicts x0 and s = (f - z) / sigma^2 (Tweedie's formula, E[x | z] = z + sigma^2 grad log q);
+- energy: the network is an energy E(z, sigma) and s = -grad_z E (ConditionalEnergyMLP; as score, f = s).
 
 Each is s = a(sigma) f + b(sigma) z with per-point scalars a, b, so div s = a div f + b d and the
 kernel (kernels/conditional.py) needs f's divergence only. A user's module (model=custom) is any
@@ -19,7 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, func, nn
 
 from dsmexp.core.networks import ACTIVATIONS, build_custom
 
@@ -78,6 +79,26 @@ class ConditionalMLP(nn.Module):
         return out / sigma[:, None] if self.scale_output else out
 
 
+class ConditionalEnergyMLP(nn.Module):
+    """A noise-conditional energy E(z, sigma): ConditionalMLP's layers with a 1-wide output without bias;
+    forward(z (n, d), sigma (n, 1)) gives the score -grad_z E (model.parametrization=energy across a
+    schedule). The kernel treats it as a user's module (torch.func): div s = -Laplacian_z E exactly."""
+
+    def __init__(self, dim: int, hidden: Sequence[int], activation: str, embedding: str = "log",
+                 fourier_features: int = 16) -> None:
+        super().__init__()
+        self.trunk = ConditionalMLP(dim, hidden, activation, embedding, fourier_features)
+        self.trunk.layers[-1] = nn.Linear(self.trunk.layers[-1].in_features, 1, bias=False)
+        self.dim = dim
+
+    def energy(self, z: Tensor, sigma: Tensor) -> Tensor:
+        """E(z, sigma) (n,) for z (n, d) and sigma (n,) or (n, 1)."""
+        return self.trunk(z, sigma)[:, 0]
+
+    def forward(self, z: Tensor, sigma: Tensor) -> Tensor:
+        return -func.grad(lambda points: self.energy(points, sigma).sum())(z)
+
+
 class NoiseConditional(nn.Module):
     """The score s(z, sigma) = a(sigma) net(z, sigma) + b(sigma) z of a network and a parametrization."""
 
@@ -99,12 +120,18 @@ class NoiseConditional(nn.Module):
 
 # model=NAME -> the network f(z, sigma) of a noise-conditional run (networks.MODELS for one sigma)
 CONDITIONAL_MODELS = {
-    "mlp": lambda cfg, dim: ConditionalMLP(dim, list(cfg.hidden), cfg.activation, cfg.embedding,
-                                           int(cfg.fourier_features), bool(cfg.scale_output)),
+    "mlp": lambda cfg, dim: (
+        ConditionalEnergyMLP(dim, list(cfg.hidden), cfg.activation, cfg.embedding, int(cfg.fourier_features))
+        if cfg.get("parametrization") == "energy" else
+        ConditionalMLP(dim, list(cfg.hidden), cfg.activation, cfg.embedding, int(cfg.fourier_features),
+                       bool(cfg.scale_output))),
     "custom": lambda cfg, dim: build_custom(cfg.target, dict(cfg.kwargs), dim),
 }
 
 
 def build_conditional(cfg, dim: int) -> NoiseConditional:
-    """The noise-conditional score a run's model config asks for, with its parametrization."""
-    return NoiseConditional(CONDITIONAL_MODELS[cfg.name](cfg, dim), cfg.get("parametrization", "score"))
+    """The noise-conditional score a run's model config asks for, with its parametrization (an energy's
+    network gives the score itself)."""
+    parametrization = cfg.get("parametrization", "score")
+    return NoiseConditional(CONDITIONAL_MODELS[cfg.name](cfg, dim),
+                            "score" if parametrization == "energy" else parametrization)

@@ -54,8 +54,8 @@ from tests.conftest import make_cfg
     (["dataset=square", "dataset.size=0"], "dataset.size=0.0: must be > 0"),
     (["model.parametrization=energy", "kernel=fused"],
      "kernel=fused with model.parametrization=energy: the fused kernel computes a score MLP's terms"),
-    (["model.parametrization=energy", "experiment=multiscale"],
-     "model.parametrization=energy with schedule.kind=geometric: the energy model is single-sigma"),
+    (["model.parametrization=energy", "experiment=multiscale", "model.scale_output=true"],
+     "model.scale_output=true with model.parametrization=energy"),
     (["model.parametrization=energy", "model=custom", "model.target=tests.user_modules.LinearScore"],
      "model.parametrization=energy with model=custom: the energy network is model=mlp's"),
     (["model.parametrization=energi"],
@@ -74,6 +74,7 @@ def test_bad_settings_are_refused_in_one_line_naming_the_key(overrides, message)
     ["loss=tsm", "dataset=gmm"], ["loss=tsm_mix", "loss.kappa=1"], ["loss=dsm_cv", "antithetic=true"],
     ["dataset=checkerboard", "sigma=1e-4", "loss=ism"], ["dataset=square", "experiment=multiscale"],
     ["model.parametrization=energy", "loss=ssm_vr"], ["model.parametrization=energy", "sigma=0", "loss=ism"],
+    ["model.parametrization=energy", "experiment=multiscale", "loss=hybrid"],
 ])
 def test_good_settings_pass(overrides):
     validate(make_cfg(*overrides))
