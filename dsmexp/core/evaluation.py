@@ -53,10 +53,12 @@ def _or_nan(compute, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 class HeldOut:
     """A held-out sample x ~ p_data, z = x + sigma * eps with eps from the run's noise kernel, and the three
-    reference scores at it (under that kernel)."""
+    reference scores at it (under that kernel); with likelihood (an energy model in 2-D) also log q_sigma
+    at z for loglik and kl."""
 
     def __init__(self, dataset: Dataset, train_x: np.ndarray, sigma: float, n: int, seed: int,
-                 device: torch.device, dtype: torch.dtype, kernel: NoiseKernel = GAUSSIAN) -> None:
+                 device: torch.device, dtype: torch.dtype, kernel: NoiseKernel = GAUSSIAN,
+                 likelihood: bool = False) -> None:
         started = time.perf_counter()
         data_seed, noise_seed = np.random.SeedSequence(seed).generate_state(2)
         x = dataset.sample(n, int(data_seed))
@@ -70,8 +72,8 @@ class HeldOut:
         self.x, self.z = as_tensor(x), as_tensor(z)
         self.refs = {k: torch.as_tensor(v, dtype=torch.float64, device=device) for k, v in refs.items()}
         self.ref_power = {k: (self.refs[k] ** 2).sum(1).mean() for k in RELATIVE.values()}
-        self.planar = x.shape[1] == 2
-        if self.planar:  # log q_sigma at z and the energy's normalisation grid (energy models)
+        self.planar, self.log_q = x.shape[1] == 2, None
+        if self.planar and likelihood:  # an energy model: log q_sigma at z and the normalisation grid
             log_q = _or_nan(lambda: reference_log_density(dataset, z, sigma, kernel), z.shape[:1], "kl")
             self.log_q = torch.as_tensor(log_q, dtype=torch.float64, device=device)
             self.box = grid_box(self.z)
@@ -86,7 +88,7 @@ class HeldOut:
         values |= {rel: values[k] / self.ref_power[k] for rel, k in RELATIVE.items()}
         nan = torch.full((), math.nan, dtype=torch.float64, device=self.z.device)
         values |= {"curl": curl(model, self.z).abs().mean() if self.planar else nan}
-        if self.planar and hasattr(model, "energy"):  # p_model = exp(-E) / Z, Z on the grid
+        if self.log_q is not None:  # p_model = exp(-E) / Z, Z on the grid
             log_p = -model.energy(self.z).double() - grid_log_partition(model.energy, *self.box)
             values |= {"loglik": log_p.mean(), "kl": (self.log_q - log_p).mean()}
         return torch.stack([values.get(k, nan) for k in EVAL_METRICS])

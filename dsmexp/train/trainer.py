@@ -161,7 +161,8 @@ class Trainer:
         else:
             self.torch_kernel = make_kernel(self.model, compile=cfg.compile) if self.fused is None else None
             self.held_out = HeldOut(self.dataset, data, cfg.sigma, cfg.eval_samples, self.seeds.eval,
-                                    self.device, self.dtype, self.noise_kernel)
+                                    self.device, self.dtype, self.noise_kernel,
+                                    likelihood=hasattr(self.model, "energy"))
             self.setup_seconds = self.held_out.setup_seconds
         log.info("kernel: %s (%s)", self.kernel, why)
         self.kept_levels: list[list[float]] = []
