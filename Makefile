@@ -51,7 +51,8 @@ sweep: install
 figures: install
 	$(VENV)/bin/dsmexp-figures --profile $(PROFILE) --seeds $(SEEDS) $(ARGS) $(HYDRA_OVERRIDES)
 
-# docs/results/: the paper profile (seed 0), the quick profile over 5 seeds, the dimension, multi-scale, sampling and variance studies (saved runs reused)
+# docs/results/: the paper profile (seed 0), the quick profile over 5 seeds, the dimension, multi-scale, sampling,
+# variance, noise-kernel and energy studies (saved runs reused)
 results: install
 	$(PY) scripts/results.py $(ARGS)
 

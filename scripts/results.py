@@ -2,11 +2,11 @@
 profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv, the
 dimension study at its quick profile (report.md, Figures 5-7, runs.csv), the multi-scale study at its
 quick profile (report.md, Figures 8-9, runs.csv), the sampling study (report.md, Figures 10-11,
-runs.csv; it samples the multi-scale and the quick profile's runs too, so it comes after them) and the
+runs.csv; it samples the multi-scale and the quick profile's runs too, so it comes after them), the
 variance study (report.md, Figures 12-13, runs.csv), the noise-kernel study (report.md, Figure 14,
 and the paper's report under each kernel) and the energy study (report.md, Figure 15, runs.csv).
 
-    make results                     # all six; runs only what is not trained yet (about 3 h on 2 cores)
+    make results                     # all eight; runs only what is not trained yet (about 4 h on 2 cores)
     python scripts/results.py --only quick
 
 Run it from a checkout at one commit: every report records the commit it was drawn at and the commits
