@@ -1,6 +1,6 @@
 """The noise-kernel study: its small-sigma prediction (DSM's fitting-term variance is |s|^2 I / sigma^2,
-I the kernel's Fisher information) against a step's own logged standard error, its verdicts, and
-`dsmexp-kernels --profile smoke` end to end (slow)."""
+I the kernel's Fisher information) against a step's own logged standard error, its verdicts, the sweep
+names of `make figures KEY=VALUE`, and `dsmexp-kernels --profile smoke` end to end (slow)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from dsmexp.core.objectives.step import step_terms
 from dsmexp.core.objectives.terms import METRICS
 from dsmexp.records.sweeps import Run
 from dsmexp.studies.kernels import claims
+from dsmexp.studies.kernels.make import KERNELS, sweep_name
+from dsmexp.studies.paper import make as paper
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -90,3 +92,17 @@ def test_the_kernel_study_at_the_smoke_profile(tmp_path):
         assert "noise kernel" in (out / label / "report.md").read_text()
         assert (out / label / "figure2.png").exists()
     assert (tmp_path / "outputs" / "sweeps" / "figures-smoke-noise.kernel-laplace" / "runs.csv").exists()
+
+
+def test_figure_overrides_name_their_own_sweep_and_bad_ones_are_one_line(capsys):
+    """`make figures noise.kernel=laplace`: the overrides name the sweep (sorted, so their order does not
+    matter); a hydra key, a sweep of values or a word without '=' is refused before any run starts."""
+    assert sweep_name("quick", KERNELS["student_t"]) == "figures-quick-noise.df-3-noise.kernel-student_t"
+    assert sweep_name("paper", ["noise.kernel=student_t", "noise.df=3"]) == sweep_name(
+        "paper", ["noise.df=3", "noise.kernel=student_t"])
+    assert sweep_name("quick", []) == "figures-quick"
+    for bad in ("hydra.sweep.dir=x", "sigma=0.1,0.2", "laplace"):
+        with pytest.raises(SystemExit) as exit_:
+            paper.main(["--profile", "smoke", bad])
+        assert exit_.value.code == 2
+        assert f"{bad}: an override is KEY=VALUE with one value" in capsys.readouterr().err
