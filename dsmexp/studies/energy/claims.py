@@ -10,11 +10,11 @@ missing. A changed threshold must be reported with the old and the new verdict.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from dsmexp.records.sweeps import Run
+from dsmexp.studies.seed_claims import Claim
 
 LOSSES = ("ism", "dsm_s")
 SIGMAS = (0.01, 0.1)
@@ -49,27 +49,6 @@ def step_seconds(run: Run) -> float:
     """The median time of a step (time_s differences: evaluation steps fall outside the median)."""
     t = run.metrics.get("time_s")
     return float(np.median(np.diff(t))) if t is not None and len(t) > 2 else math.nan
-
-
-@dataclass
-class Claim:
-    claim: str
-    source: str
-    rule: str
-    results: list[tuple[bool | None, str]]  # per seed
-
-    @property
-    def verdict(self) -> str:
-        known = [ok for ok, _ in self.results if ok is not None]
-        if not known:
-            return "inconclusive"
-        if all(known):
-            return "supported"
-        return "not supported" if not any(known) else "mixed"
-
-    @property
-    def numbers(self) -> str:
-        return "; ".join(text for _, text in self.results) or "missing runs"
 
 
 def _per_seed(runs: list[Run], judge) -> list[tuple[bool | None, str]]:

@@ -11,6 +11,7 @@ from dsmexp.records.sweeps import Run, load_runs
 from dsmexp.studies.energy.claims import LOSSES, SIGMAS, all_claims, final, parametrization, step_seconds
 from dsmexp.studies.markdown import smoke_caveat
 from dsmexp.studies.plotting import legend_below
+from dsmexp.studies.seed_claims import claims_table
 
 STYLE = {("score", "ism"): ("#1f77b4", "-"), ("score", "dsm_s"): ("#ff7f0e", "-"),
          ("energy", "ism"): ("#1f77b4", "--"), ("energy", "dsm_s"): ("#ff7f0e", "--")}
@@ -66,11 +67,7 @@ def build_report(sweep_dir: Path, out: Path, preamble: list[str]) -> Path:
     figure15(runs, out)
     lines = ["# Energy against score parametrisation: conservative fields, likelihoods, cost", "",
              *smoke_caveat(r.config.get("profile_name", "default") for r in runs), *preamble, "",
-             "## Claims", "", "| claim | source | rule (fixed before the runs) | numbers | verdict |",
-             "|---|---|---|---|---|"]
-    for c in all_claims(runs):
-        verdict = c.verdict if c.verdict == "supported" else f"**{c.verdict}**"
-        lines.append(f"| {c.claim} | {c.source} | {c.rule} | {c.numbers} | {verdict} |")
+             "## Claims", "", *claims_table(all_claims(runs))]
     lines += ["", "Verdicts per seed: supported when every seed satisfies the rule, not supported when none "
               "does, mixed otherwise, inconclusive when a run it needs is missing.", "",
               "## Final values (mean [min, max] over the seeds)", "",

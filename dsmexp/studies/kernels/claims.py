@@ -17,11 +17,11 @@ estimates I at small sigma, whatever the network has learned: that is the number
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from dsmexp.records.sweeps import Run
+from dsmexp.studies.seed_claims import Claim
 
 SMALL = (1e-4, 1e-3)  # where the O(1) remainder of the variance is below 1e-5 of its 1/sigma^2 part
 Z, MIN_FRACTION = 3.0, 0.95  # Prop. 2 per step, as the paper study's fit_agreement rule
@@ -71,27 +71,6 @@ def agreement(run: Run) -> float:
     m = run.metrics
     within = np.abs(m["fit_ism"] - m["fit_dsm"]) <= Z * np.hypot(m["fit_ism_se"], m["fit_dsm_se"])
     return float(within.mean()) if len(within) else math.nan
-
-
-@dataclass
-class Claim:
-    claim: str
-    source: str
-    rule: str
-    results: list[tuple[bool | None, str]]  # per seed
-
-    @property
-    def verdict(self) -> str:
-        known = [ok for ok, _ in self.results if ok is not None]
-        if not known:
-            return "inconclusive"
-        if all(known):
-            return "supported"
-        return "not supported" if not any(known) else "mixed"
-
-    @property
-    def numbers(self) -> str:
-        return "; ".join(text for _, text in self.results) or "missing runs"
 
 
 def _index(runs: list[Run]) -> dict[tuple[str, float, int], Run]:

@@ -11,6 +11,7 @@ from dsmexp.studies.kernels import claims as kc
 from dsmexp.studies.kernels.figures import figure14
 from dsmexp.studies.markdown import smoke_caveat
 from dsmexp.studies.paper.claims import evaluate_claims
+from dsmexp.studies.seed_claims import claims_table
 from dsmexp.train.summary import source_commit
 
 SIGMAS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -49,11 +50,7 @@ def build_report(sweeps: dict[str, Path], out: Path, preamble: list[str], seeds:
              *smoke_caveat(r.config.get("profile_name", "default") for r in every),
              "Regenerate: `make kernels` (`python scripts/results.py --only kernels`); report drawn at "
              f"commit `{source_commit()}`, runs trained at {commits}.", "",
-             *preamble, "", "## Claims", "",
-             "| claim | source | rule (fixed before the runs) | numbers | verdict |", "|---|---|---|---|---|"]
-    for c in claims:
-        verdict = c.verdict if c.verdict == "supported" else f"**{c.verdict}**"
-        lines.append(f"| {c.claim} | {c.source} | {c.rule} | {c.numbers} | {verdict} |")
+             *preamble, "", "## Claims", "", *claims_table(claims)]
     lines += ["", "Verdicts per seed: supported when every seed satisfies the rule, not supported when none "
               "does, mixed otherwise, inconclusive when a run it needs is missing.", "",
               "## DSM's normalised fitting-term variance (sigma^2 Var / mean |s|^2; mean [min, max] over the "

@@ -10,10 +10,10 @@ said in the report with the old and the new verdict.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from dsmexp.studies.seed_claims import Claim
 from dsmexp.studies.variance.numbers import LABELS, SIGMAS, StudyRun, by_seed, slope
 
 SMALL = 1e-4  # the paper's "the score is not fitted" scale (Sec. 3)
@@ -21,27 +21,6 @@ WITHIN = 10.0  # "within 10x of ISM's": grad_var(objective) / grad_var(ISM) at S
 FITS = 2.0  # "fits": final esm_data at SMALL at most 2x ISM's final esm_data there, same seed
 SLOPE_RANGE = (-2.5, -1.5)  # the paper's sigma^-2 law for DSM-S, as in the paper study's claims
 REDUCED = ("dsm_cv", "dsm_s+anti", "tsm")
-
-
-@dataclass
-class Claim:
-    claim: str
-    source: str
-    rule: str
-    results: list[tuple[bool | None, str]]  # per seed
-
-    @property
-    def verdict(self) -> str:
-        known = [ok for ok, _ in self.results if ok is not None]
-        if not known:
-            return "inconclusive"
-        if all(known):
-            return "supported"
-        return "not supported" if not any(known) else "mixed"
-
-    @property
-    def numbers(self) -> str:
-        return "; ".join(text for _, text in self.results) or "missing runs"
 
 
 def _seeds(runs: list[StudyRun]) -> list[int]:

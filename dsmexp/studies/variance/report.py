@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsmexp.studies.seed_claims import claims_table
 from dsmexp.studies.variance.claims import claims
 from dsmexp.studies.variance.figures import figure12, figure13
 from dsmexp.studies.variance.numbers import LABELS, SIGMAS, VARIANTS, StudyRun, load_study, table
@@ -22,11 +23,7 @@ def _cell(values: list[float]) -> str:
 def report_text(runs: list[StudyRun], figures: list[str], preamble: list[str]) -> str:
     lines = ["# Taming DSM at small sigma: control variates, antithetic noise and target score matching, "
              "measured by the gradient's variance", "", *preamble, "", "## Claims", "",
-             "| claim | paper or issue says | rule (fixed before the runs) | numbers | verdict |",
-             "|---|---|---|---|---|"]
-    for c in claims(runs):
-        verdict = c.verdict if c.verdict == "supported" else f"**{c.verdict}**"
-        lines.append(f"| {c.claim} | {c.source} | {c.rule} | {c.numbers} | {verdict} |")
+             *claims_table(claims(runs), "paper or issue says")]
     for title, column, how in (
             ("Gradient variance", "grad_var", lambda r: r.late("grad_var")),
             ("Exact ISM gradient's variance on the same z", "grad_var_ism", lambda r: r.late("grad_var_ism")),
