@@ -21,7 +21,7 @@ import torch
 from dsmexp import safe_io
 from dsmexp.core.kernels.select import make_kernel
 from dsmexp.core.networks import ScoreMLP
-from dsmexp.core.noise import draw_noise
+from dsmexp.core.noise import NoiseKernel, draw_noise
 from dsmexp.core.objectives import fused, fused_build
 from dsmexp.core.objectives.step import step_terms
 from dsmexp.core.objectives.terms import METRICS
@@ -58,6 +58,14 @@ def _assert_metrics_close(got: torch.Tensor, want: torch.Tensor, rtol: float) ->
             assert abs(a - b) <= rtol * abs(b), f"{name}: fused {a!r}, torch {b!r}"
 
 
+def _assert_fits_within_spread(got: torch.Tensor, want: torch.Tensor, count: int, rtol: float) -> None:
+    """The fitting terms' means agree within rtol of their per-point spread (SE x sqrt(count))."""
+    for name in ("fit_ism", "fit_dsm"):
+        a, b = got[METRICS.index(name)].item(), want[METRICS.index(name)].item()
+        spread = want[METRICS.index(f"{name}_se")].item() * math.sqrt(count)
+        assert abs(a - b) <= rtol * spread, f"{name}: fused {a!r}, torch {b!r}, spread {spread:.3g}"
+
+
 def _assert_grads_close(got: list[torch.Tensor], want: list[torch.Tensor], rtol: float) -> None:
     for i, (a, b) in enumerate(zip(got, want)):
         assert a.shape == b.shape and a.dtype == b.dtype
@@ -90,6 +98,34 @@ def test_fused_matches_torch_path(n, m, sigma, activation, hidden, dim):
             want = step_terms(torch_kernel, x, eps, sigma, loss, diagnostics, chunk_size=rows * n)
             _assert_metrics_close(got.metrics, want.metrics, 1e-5)
             _assert_grads_close(got.grad, want.grad, 1e-5)  # ISM's gradient for ism, DSM-S's otherwise
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind,sigma,antithetic", [("laplace", 0.05, False), ("student_t", 0.05, False),
+                                                   ("student_t", 1e-2, True), ("laplace", 1e-4, False),
+                                                   ("laplace", 0.5, True)])
+def test_fused_matches_torch_path_under_other_noise_kernels(kind, sigma, antithetic):
+    """Laplace and Student-t noise: the C++ code takes r = -grad_z log q(z|x) beside eps; every metric
+    (fit_dsm = -<s, grad_z log q(z|x)>, const_dsm, loss_dsm, their SEs) and the gradients are the torch
+    path's, in one call and in several gradient-variance groups (antithetic pairs at sigma >= 1e-2: below,
+    grad_var under pairs is float32 rounding, see the next test)."""
+    model, x, _ = _problem(301, 6, sigma)
+    noise = NoiseKernel(kind, 3.0)
+    eps = draw_noise(x, 6, antithetic, torch.Generator().manual_seed(1), noise)
+    kernel, torch_kernel = fused.FusedKernel(model), make_kernel(model)
+    for loss in ("ism", "dsm", "dsm_s"):
+        for chunk in (6 * 301, 2 * 301):
+            got = kernel.step_terms(x, eps, sigma, loss, True, chunk, antithetic=antithetic, noise=noise)
+            want = step_terms(torch_kernel, x, eps, sigma, loss, True, chunk_size=chunk,
+                              antithetic=antithetic, noise=noise)
+            if antithetic:  # a pair's odd terms cancel in the means: float32 rounding of s times |r|
+                _assert_fits_within_spread(got.metrics, want.metrics, x.shape[0] * 6, 1e-5)
+            _assert_metrics_close(got.metrics, want.metrics, 1e-3 if antithetic else 1e-5)
+            _assert_grads_close(got.grad, want.grad, 1e-5)
+    gaussian = kernel.step_terms(x, eps, sigma, "dsm_s", True, 6 * 301, antithetic=antithetic)
+    other = kernel.step_terms(x, eps, sigma, "dsm_s", True, 6 * 301, antithetic=antithetic, noise=noise)
+    fit = METRICS.index("fit_dsm")
+    assert abs(gaussian.metrics[fit] - other.metrics[fit]) > 1e-3 * abs(gaussian.metrics[fit])  # r is used
 
 
 @needs_kernel

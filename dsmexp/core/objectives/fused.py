@@ -11,7 +11,8 @@ whichever kernel runs; results agree with the torch path to float32 rounding.
 The build (compile on first use, cache, load) is fused_build.py.
 
 `kernel=auto` uses it on CPU for float32 runs of ism, dsm or dsm_s with the two-hidden-layer MLP and a
-tanh, sigmoid or silu activation when it builds; `kernel=fused` requires it; `kernel=torch` never uses it.
+tanh, sigmoid or silu activation, under every noise kernel (noise.py), when it builds; `kernel=fused`
+requires it; `kernel=torch` never uses it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from dsmexp.core.networks import ScoreMLP
+from dsmexp.core.noise import GAUSSIAN, NoiseKernel
 from dsmexp.core.objectives.fused_build import BuildError, load
 from dsmexp.core.objectives.gradvar import GradientGroups
 from dsmexp.core.objectives.registry import OBJECTIVES, objective
@@ -56,9 +58,6 @@ def not_applicable(cfg: Any) -> str | None:
         return f"dtype={cfg.dtype}: the fused kernel computes in float32"
     if cfg.get("schedule", {}).get("kind", "none") != "none":
         return f"schedule.kind={cfg.schedule.kind}: the fused kernel computes one-sigma models"
-    kind = cfg.get("noise", {}).get("kernel", "gaussian")
-    if kind != "gaussian" and cfg.sigma > 0:
-        return f"noise.kernel={kind}: the fused kernel draws on the Gaussian kernel's target -eps / sigma"
     if cfg.diagnostics_every == 0:
         return "diagnostics_every=0: the trained objective alone runs on the torch path"
     if not objective(cfg.loss.name).fused_ok:
@@ -108,17 +107,23 @@ class FusedKernel:
         self.activation = ACTIVATION_IDS[model.activation_name]
 
     def step_terms(self, x: Tensor, eps: Tensor | None, sigma: float, loss: str, diagnostics: bool = True,
-                   chunk_size: int | None = None, antithetic: bool = False) -> StepTerms:
+                   chunk_size: int | None = None, antithetic: bool = False,
+                   noise: NoiseKernel = GAUSSIAN) -> StepTerms:
         """The step in one C++ call, or, when the points fill more than one gradient-variance group of
         whole noise rows (step.group_points with chunk_size, at most FUSED_GROUPS of them; antithetic
         pairs kept whole), one call per group: the groups' gradient sums give grad_var and grad_var_ism
-        (gradvar.py), their metric sums add up (the moments moved to the first group's shift)."""
+        (gradvar.py), their metric sums add up (the moments moved to the first group's shift). noise: the
+        kernel eps was drawn from; for a non-Gaussian one its -grad_z log q(z | x) goes to the C++ code
+        beside eps (noise.py; the Gaussian's -eps / sigma is formed there)."""
         noisy = sigma > 0
         params = [p.detach().contiguous() for p in self.model.parameters()]
         w1, _, w2, _, w3, _ = params
         bmat = w1 @ w3
         cmat = (w2 * bmat.T).contiguous()
         e_fm = eps.permute(2, 0, 1).contiguous() if noisy else None  # (d, M, N)
+        r_fm = None
+        if noisy and not noise.gaussian:
+            r_fm = noise.target(e_fm.view(e_fm.shape[0], -1), sigma).neg_().view(e_fm.shape)
         trains = objective(loss).trains  # "ism" or "dsm": the fused kernel covers the exact objectives
         want_ism = trains == "ism" or diagnostics
         want_dsm = noisy and (trains == "dsm" or diagnostics)
@@ -136,9 +141,12 @@ class FusedKernel:
         totals: dict[str, list[Tensor]] = {}
         squares, shift, sum1, sum2 = 0.0, None, 0.0, 0.0
         for lo, hi in spans:
-            part = e_fm[:, lo:hi].contiguous() if noisy and len(spans) > 1 else e_fm
-            sums_out, flat, g_c, shifts = self._call(x_fm, part, float(sigma), params, cmat, want_ism,
-                                                     want_dsm)
+            part, offset = e_fm, r_fm
+            if noisy and len(spans) > 1:
+                part = e_fm[:, lo:hi].contiguous()
+                offset = r_fm[:, lo:hi].contiguous() if r_fm is not None else None
+            sums_out, flat, g_c, shifts = self._call(x_fm, part, offset, float(sigma), params, cmat,
+                                                     want_ism, want_dsm)
             count = n * (hi - lo)
             a, s1, s2 = shifts[fit_rows], sums_out[[3, 5]][fit_rows], sums_out[[4, 6]][fit_rows]
             if shift is None:
@@ -168,10 +176,11 @@ class FusedKernel:
         trained = g_ism if trains == "ism" else g_dsm
         return StepTerms(metrics, [g.to(p.dtype) for g, p in zip(trained, params)])
 
-    def _call(self, x_fm: Tensor, e_fm: Tensor | None, sigma: float, params: list[Tensor], cmat: Tensor,
-              ism: bool, dsm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _call(self, x_fm: Tensor, e_fm: Tensor | None, r_fm: Tensor | None, sigma: float,
+              params: list[Tensor], cmat: Tensor, ism: bool,
+              dsm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One call of the C entry point on contiguous float32 CPU tensors; float64 sums come back."""
-        for t in (x_fm, e_fm, cmat, *params):
+        for t in (x_fm, e_fm, r_fm, cmat, *params):
             if t is not None and not (t.dtype == torch.float32 and t.device.type == "cpu"
                                       and t.is_contiguous()):
                 raise ValueError("the fused kernel takes contiguous float32 CPU tensors")
@@ -184,7 +193,8 @@ class FusedKernel:
                                    torch.zeros(n2, n1, **f64), torch.zeros(2, **f64))
         pointers = (ctypes.c_void_p * 6)(*(p.data_ptr() for p in params))
         status = self.module.dsmexp_fused_step(
-            x_fm.data_ptr(), e_fm.data_ptr() if e_fm is not None else None, n, m, d, n1, n2, sigma,
+            x_fm.data_ptr(), e_fm.data_ptr() if e_fm is not None else None,
+            r_fm.data_ptr() if r_fm is not None else None, n, m, d, n1, n2, sigma,
             pointers, cmat.data_ptr(), self.activation, int(ism), int(dsm), torch.get_num_threads(),
             sums.data_ptr(), flat.data_ptr(), g_c.data_ptr(), shifts.data_ptr())
         if status != 0:

@@ -8,6 +8,8 @@
 //   divergence (ISM fitting term, Eq. 8): div s = sum_k D2_k u_k, u = C D1, C = W2 * (W1 W3)^T;
 //   metrics   |s|^2, |eps|^2, |s + eps/sigma|^2, div s and <s, eps>/sigma (README, What a run computes);
 //   reverse   for the cotangent s (ISM, Eq. 8, plus the divergence) and s + eps/sigma (DSM-S, Eq. 9):
+//             (another noise kernel passes r = -grad_z log q(z|x) per point: eps/sigma becomes r, |eps|^2
+//             becomes sigma^2 |r|^2, so fit_dsm = <s, r> = -<s, grad_z log q(z|x)> for every kernel)
 //             c2 = phi'(h2) W3^T sbar (+ phi''(h2) u for ISM), c1 = phi'(h1) W2^T c2 (+ phi''(h1) v,
 //             v = C^T D2, for ISM), and their outer products with the layer inputs.
 // The divergence's dependence on the weights through C is returned as G_C = sum_points D2 D1^T; the
@@ -138,6 +140,7 @@ struct Silu {  // silu(h) = h g, g = sigmoid(h)
 struct Inputs {
   const float* x;  // (d, N) feature-major data
   const float* e;  // (d, M, N) feature-major noise, or null when sigma = 0
+  const float* r;  // (d, M, N) -grad_z log q(z|x) of a non-Gaussian kernel, or null (Gaussian: e / sigma)
   int64_t N, M;
   float sigma, inv_sigma;
   double sigma_d, inv_sigma_d;
@@ -168,7 +171,7 @@ constexpr int N_METRICS = 7;
 struct Thread {
   int d, n1, n2, n1v, n1p;
   Layout lay;
-  std::vector<vf> z, e, s, a1, d1, k1, a2, d2, k2, u, v, sb, c2, c1;  // c2, c1: one block per cotangent
+  std::vector<vf> z, e, o, s, a1, d1, k1, a2, d2, k2, u, v, sb, c2, c1;  // c2, c1: one block per cotangent
   std::vector<float> a1t, d1t;       // (L, n1p): the tile transposed for the outer products
   std::vector<vd> mlane;             // lane sums of the metrics
   std::vector<vf> lane;              // lane sums per cotangent: w1, b1, b2, w3, b3
@@ -177,7 +180,7 @@ struct Thread {
 
   Thread(int d_, int n1_, int n2_)
       : d(d_), n1(n1_), n2(n2_), n1v((n1_ + L - 1) / L), n1p(n1v * L), lay(d_, n1_, n2_),
-        z(d_), e(d_), s(d_), a1(n1_), d1(n1_), k1(n1_), a2(n2_), d2(n2_), k2(n2_), u(n2_), v(n1_),
+        z(d_), e(d_), o(d_), s(d_), a1(n1_), d1(n1_), k1(n1_), a2(n2_), d2(n2_), k2(n2_), u(n2_), v(n1_),
         sb(2 * d_), c2(2 * n2_), c1(2 * n1_), a1t(L * n1p, 0.f), d1t(L * n1p, 0.f),
         mlane(N_METRICS), lane(2 * lane_per_cotangent()), outer(3 * n2_ * n1p, 0.f),
         metrics(N_METRICS, 0.0), grads(2 * lay.size, 0.0), gc(n2_ * n1_, 0.0) {}
@@ -352,6 +355,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
   const int d = D_ ? D_ : in.d, n1 = N1_ ? N1_ : in.n1, n2 = N2_ ? N2_ : in.n2;
   vf* z = t.z.data();
   vf* e = t.e.data();
+  vf* o = t.o.data();  // the DSM cotangent's offset: e / sigma, or the kernel's r
   vf* s = t.s.data();
   vf* a1 = t.a1.data();
   vf* d1 = t.d1.data();
@@ -372,6 +376,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
       if (NOISY) {
         e[i] = load(in.e + (i * in.M + row) * in.N + n0, valid);
         z[i] = xi + in.sigma * e[i];
+        o[i] = in.r ? load(in.r + (i * in.M + row) * in.N + n0, valid) : e[i] * in.inv_sigma;
       } else {
         z[i] = xi;
       }
@@ -400,7 +405,13 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
       s[i] = si;
       const vd sd = to_double(si);
       ss += sd * sd;
-      if (NOISY) {
+      if (NOISY && in.r) {  // sums of sigma^2 |r|^2, <s, r> and |s + r|^2, in float64 from the float32 r
+        const vd od = to_double(o[i]);
+        const vd res = sd + od;
+        ee += (od * in.sigma_d) * (od * in.sigma_d);
+        se += sd * od;
+        rr += res * res;
+      } else if (NOISY) {
         const vd ed = to_double(e[i]);
         const vd res = sd + ed * in.inv_sigma_d;
         ee += ed * ed;
@@ -414,7 +425,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
     m[3] += dc;
     m[4] += dc * dc;
     if (NOISY) {
-      const vd fc = (se / in.sigma_d - in.shift_fit) * maskd;
+      const vd fc = ((in.r ? se : se / in.sigma_d) - in.shift_fit) * maskd;
       m[1] += ee * maskd;
       m[2] += rr * maskd;
       m[5] += fc;
@@ -427,7 +438,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
       reverse<D_, N1_, N2_>(in, t, 0, true, mask);
     }
     if (DSM) {
-      for (int i = 0; i < d; ++i) t.sb[d + i] = (s[i] + e[i] * in.inv_sigma) * mask;
+      for (int i = 0; i < d; ++i) t.sb[d + i] = (s[i] + o[i]) * mask;
       reverse<D_, N1_, N2_>(in, t, 1, false, mask);
     }
     // Outer products over the tile's points: W2 gradients (c2 a1^T) and, for ISM, G_C (D2 D1^T).
@@ -483,10 +494,11 @@ void first_tile_shift(Inputs& in, BlockFn fn) {
 
 // Writes metric sums (7, float64), gradients of sum_points for the ISM and DSM-S cotangents (2, P) in
 // torch's parameter order (ISM without the C-path), G_C (n2, n1) and the two shifts of the centred moment
-// sums. x: (d, N) feature-major; e: (d, M, N) feature-major or null (sigma = 0); params: w1, b1, w2, b2,
+// sums. x: (d, N) feature-major; e: (d, M, N) feature-major or null (sigma = 0); r: null for the Gaussian
+// kernel, else -grad_z log q(z|x) at each point, laid out like e; params: w1, b1, w2, b2,
 // w3, b3 of a d -> n1 -> n2 -> d MLP, contiguous float32; c = W2 * (W1 W3)^T, (n2, n1). Returns 0.
-extern "C" int dsmexp_fused_step(const float* x, const float* e, int64_t N, int64_t M, int d, int n1,
-                                 int n2, double sigma, const float* const* params, const float* c,
+extern "C" int dsmexp_fused_step(const float* x, const float* e, const float* r, int64_t N, int64_t M,
+                                 int d, int n1, int n2, double sigma, const float* const* params, const float* c,
                                  int activation, int ism, int dsm, int max_threads, double* metrics_out,
                                  double* grads_out, double* gc_out, double* shifts_out) {
   const bool noisy = e != nullptr;
@@ -498,6 +510,7 @@ extern "C" int dsmexp_fused_step(const float* x, const float* e, int64_t N, int6
   in.n2 = n2;
   in.x = x;
   in.e = e;
+  in.r = noisy ? r : nullptr;
   in.sigma = (float)sigma;
   in.inv_sigma = noisy ? (float)(1.0 / sigma) : 0.f;
   in.sigma_d = sigma;
