@@ -1,12 +1,13 @@
-"""Regenerate the published results under docs/results/: the paper profile (seed 0) and the quick
-profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv, the
-dimension study at its quick profile (report.md, Figures 5-7, runs.csv), the multi-scale study at its
-quick profile (report.md, Figures 8-9, runs.csv), the sampling study (report.md, Figures 10-11,
-runs.csv; it samples the multi-scale and the quick profile's runs too, so it comes after them), the
-variance study (report.md, Figures 12-13, runs.csv), the noise-kernel study (report.md, Figure 14,
-and the paper's report under each kernel) and the energy study (report.md, Figure 15, runs.csv).
+"""Regenerate the published results under docs/results/: the paper profile (seed 0; under the Gaussian
+and, as paper-laplace, the Laplace kernel) and the quick profile over five seeds, each as report.md,
+Figures 1-4 (PNG) and the sweep's runs.csv, the dimension study at its quick profile (report.md,
+Figures 5-7, runs.csv), the multi-scale study at its quick profile (report.md, Figures 8-9,
+runs.csv), the sampling study (report.md, Figures 10-11, runs.csv; it samples the multi-scale and the
+quick profile's runs too, so it comes after them), the variance study (report.md, Figures 12-13,
+runs.csv), the noise-kernel study (report.md, Figure 14, and the paper's report under each kernel) and
+the energy study (report.md, Figure 15, runs.csv).
 
-    make results                     # all eight; runs only what is not trained yet (about 4 h on 2 cores)
+    make results                     # all nine; runs only what is not trained yet (about 6 h on 2 cores)
     python scripts/results.py --only quick
 
 Run it from a checkout at one commit: every report records the commit it was drawn at and the commits
@@ -34,7 +35,9 @@ from dsmexp.studies.paper.report import build_report
 from dsmexp.train.summary import source_commit
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLISHED = {"paper": ("paper", 1), "quick": ("quick", 5)}  # name: (profile, seeds)
+# name: (profile, seeds, the noise kernel's overrides of studies/kernels/make.py)
+PUBLISHED = {"paper": ("paper", 1, "gaussian"), "quick": ("quick", 5, "gaussian"),
+             "paper-laplace": ("paper", 1, "laplace")}
 PACKAGES = ("torch", "numpy", "scipy", "hydra-core", "matplotlib", "scikit-learn")
 
 
@@ -48,7 +51,8 @@ def training_span(runs: list) -> float:
     return max(e for _, e in spans) - min(s for s, _ in spans) if spans else float("nan")
 
 
-def provenance(name: str, profile: str, seeds: int, sweep_dir: Path, elapsed: float) -> list[str]:
+def provenance(name: str, profile: str, seeds: int, sweep_dir: Path, elapsed: float,
+               overrides: list[str]) -> list[str]:
     """Report lines: how to regenerate, the commits, wall times and package versions."""
     runs = load_runs(sweep_dir)
     commits = sorted({str(r.summary.get("commit")) for r in runs})
@@ -58,28 +62,31 @@ def provenance(name: str, profile: str, seeds: int, sweep_dir: Path, elapsed: fl
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in PACKAGES)
     return [
         f"- regenerate: `make results` (this directory: `python scripts/results.py --only {name}`), which "
-        f"runs `make figures PROFILE={profile} SEEDS={seeds}` and copies its report here",
+        f"runs `make figures PROFILE={profile} SEEDS={seeds}{''.join(' ' + o for o in overrides)}` and "
+        "copies its report here",
         f"- report drawn at commit `{source_commit()}`; runs trained at commit "
         f"{', '.join(f'`{c}`' for c in commits)}",
         f"- machine: {platform.machine()} CPU, {os.cpu_count()} cores, {platform.system()}; "
         f"python {platform.python_version()}",
         f"- wall time: {span_s / 60:.1f} min from the first run's start to the last run's end (by their "
-        f"files' times; two runs side by side under joblib, {'/'.join(threads)} torch thread(s) each); "
+        f"files' times; {'/'.join(threads)} torch thread(s) per run); "
         f"{train_s / 60:.1f} min of training summed over the {len(runs)} runs (each run's own wall time); "
         f"this regeneration {elapsed / 60:.1f} min (finished runs are reused)",
         f"- packages: {versions}",
     ]
 
 
-def publish(name: str, profile: str, seeds: int, launcher: str) -> int:
-    started = time.perf_counter()
+def publish(name: str, profile: str, seeds: int, kernel: str, launcher: str) -> int:
+    """`make figures PROFILE=<profile> SEEDS=<seeds>` under one noise kernel (finished runs are reused),
+    then its report.md (with where and when it was drawn), Figures 1-4 and runs.csv in docs/results/NAME."""
+    started, overrides = time.perf_counter(), KERNELS[kernel]
     cmd = [sys.executable, "-m", "dsmexp.studies.paper.make", "--profile", profile, "--seeds", str(seeds),
-           "--launcher", launcher, "--no-report"]
+           "--launcher", launcher, "--no-report", *overrides]
     print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
     code = subprocess.run(cmd).returncode
-    sweep_dir = Path("outputs") / "sweeps" / f"figures-{profile}"
+    sweep_dir = Path("outputs") / "sweeps" / sweep_name(profile, overrides)
     drawn = Path("outputs") / "figures" / f"results-{name}"
-    lines = provenance(name, profile, seeds, sweep_dir, time.perf_counter() - started)
+    lines = provenance(name, profile, seeds, sweep_dir, time.perf_counter() - started, overrides)
     build_report(sweep_dir, drawn, provenance=lines)
     target = ROOT / "docs" / "results" / name
     target.mkdir(parents=True, exist_ok=True)
