@@ -351,7 +351,7 @@ class Trainer:
         diagnostics = not trained_only and step % cfg.diagnostics_every == 0
         if self.fused is not None:
             terms = self.fused.step_terms(self.x, eps, cfg.sigma, cfg.loss.name, diagnostics, self.chunk,
-                                          cfg.antithetic, self.noise_kernel)
+                                          cfg.antithetic, self.noise_kernel, self.clean_score, self.kappa)
         else:
             terms = step_terms(self.torch_kernel, self.x, eps, cfg.sigma, cfg.loss.name, diagnostics,
                                self.chunk, v=v, fd_eps=cfg.fd_eps, trained_only=trained_only,

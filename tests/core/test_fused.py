@@ -129,6 +129,52 @@ def test_fused_matches_torch_path_under_other_noise_kernels(kind, sigma, antithe
 
 
 @needs_kernel
+@pytest.mark.parametrize("n,m,sigma,antithetic", [(1000, 37, 0.01, False), (203, 5, 1e-4, False),
+                                                  (37, 3, 0.5, False), (77, 10, 0.05, True)])
+def test_fused_denoising_variants_match_the_torch_path(n, m, sigma, antithetic):
+    """dsm_cv (DSM-S's pass at z plus the control variate at the clean points, added in torch), tsm and
+    tsm_mix (a third reverse pass for s - t): every metric (fit_vr, loss_vr, grad_norm_vr, grad_var of
+    the trained gradient next to the exact terms) and the trained gradient are the torch path's, with and
+    without the diagnostics, in one call or several gradient-variance groups. Below sigma = 1e-2 dsm_cv's
+    fit_vr is the difference of two terms of order 1 / sigma (<s(z), eps> / sigma and <s(x), eps> / sigma),
+    so both paths' float32 rounding of those terms shows at 1e-4 of it: there it is held within 1e-6 of
+    fit_dsm (the float64 path's fit_vr at sigma = 1e-4 was 2.3e-5 from the fused and 1.7e-5 from the torch
+    path's, fit_dsm -51), and its gradient, the difference of two gradients of order 1 / sigma, within
+    1e-6 of DSM-S's gradient (at 1e-4 the float64 path's was 3.1e-4 of its norm from the fused and 2.3e-4
+    from the torch path's; DSM-S's is 1150 times larger); under antithetic pairs (odd terms cancel)
+    fit_vr within 1e-5 of its per-point spread."""
+    model, x, eps = _problem(n, m, sigma)
+    if antithetic:
+        eps = draw_noise(x, m, True, torch.Generator().manual_seed(1))
+    clean = -x / 2.25  # grad log p of N(0, 1.5^2 I), the data's law in _problem
+    kernel, torch_kernel = fused.FusedKernel(model), make_kernel(model)
+    rows = max(500 // n, 1, -(-m // fused.FUSED_GROUPS))
+    rows += rows % 2 if antithetic else 0
+    dsm = kernel.step_terms(x, eps, sigma, "dsm_s", True, 500, antithetic=antithetic)
+    dsm_norm = torch.cat([g.reshape(-1) for g in dsm.grad]).norm().item()
+    for loss in ("dsm_cv", "tsm", "tsm_mix"):
+        for diagnostics in (True, False):
+            got = kernel.step_terms(x, eps, sigma, loss, diagnostics, 500, antithetic=antithetic,
+                                    clean_score=clean, kappa=0.3)
+            want = step_terms(torch_kernel, x, eps, sigma, loss, diagnostics, chunk_size=rows * n,
+                              clean_score=clean, kappa=0.3, antithetic=antithetic)
+            small = loss == "dsm_cv" and sigma < 1e-2
+            cancels = small or antithetic
+            if cancels:
+                scale = (1e-6 * abs(want.metrics[METRICS.index("fit_dsm")].item()) if small
+                         else 1e-5 * want.metrics[METRICS.index("fit_vr_se")].item() * math.sqrt(n * m))
+                for name in ("fit_vr", "loss_vr", "loss"):
+                    a, b = got.metrics[METRICS.index(name)].item(), want.metrics[METRICS.index(name)].item()
+                    assert abs(a - b) <= scale, (loss, name, a, b, scale)
+            _assert_metrics_close(got.metrics, want.metrics, 1e-3 if cancels else 1e-5)
+            trained = torch.cat([g.reshape(-1) for g in want.grad]).norm().item()
+            _assert_grads_close(got.grad, want.grad, 1e-6 * dsm_norm / trained if small else 1e-5)
+    tsm = kernel.step_terms(x, eps, sigma, "tsm", True, 500, antithetic=antithetic, clean_score=clean)
+    difference = [a - b for a, b in zip(dsm.grad, tsm.grad)]
+    assert torch.cat([g.reshape(-1) for g in difference]).norm() > 1e-3 * dsm_norm  # the target is used
+
+
+@needs_kernel
 @pytest.mark.parametrize("sigma", [1e-2, 0.1])
 def test_fused_antithetic_pairs_give_the_torch_paths_terms_and_the_variance_over_draws(sigma):
     """With antithetic pairs the fused kernel keeps each (eps, -eps) pair inside one group: on the same
@@ -204,12 +250,14 @@ def _train(tmp_path: Path, kernel: str, *overrides: str) -> dict:
 
 
 @needs_kernel
-@pytest.mark.parametrize("overrides", [("loss=dsm_s",), ("loss=ism", "sigma=0", "diagnostics_every=3")])
+@pytest.mark.parametrize("overrides", [("loss=dsm_s",), ("loss=ism", "sigma=0", "diagnostics_every=3"),
+                                       ("loss=tsm", "diagnostics_every=2"),
+                                       ("loss=dsm_cv", "antithetic=true", "noise_samples=8")])
 def test_200_training_steps_agree_to_float32_rounding(tmp_path, overrides):
     a, b = _train(tmp_path, "fused", *overrides), _train(tmp_path, "torch", *overrides)
     assert a["summary"]["kernel"] == "fused" and b["summary"]["kernel"] == "torch"
     assert len(a["loss"]) == len(b["loss"]) == 200
-    for name in ("loss", "norm", "fit_ism", "grad_norm_ism", "grad_norm_dsm"):
+    for name in ("loss", "norm", "fit_ism", "grad_norm_ism", "grad_norm_dsm", "grad_norm_vr"):
         x, y = a[name], b[name]
         finite = ~torch.isnan(torch.as_tensor(y))
         assert (torch.isnan(torch.as_tensor(x)) == ~finite).all(), name

@@ -152,8 +152,8 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     """Declare the C entry point's signature (see fused_step.cpp)."""
     fn = lib.dsmexp_fused_step
     i64, i32, dbl, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
-    fn.argtypes = [ptr, ptr, ptr, i64, i64, i32, i32, i32, dbl, ctypes.POINTER(ptr), ptr, i32, i32, i32, i32,
-                   ptr, ptr, ptr, ptr]
+    fn.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, i32, i32, i32, dbl, ctypes.POINTER(ptr), ptr, i32, i32,
+                   i32, i32, i32, ptr, ptr, ptr, ptr]
     fn.restype = i32
     return lib
 

@@ -1,7 +1,9 @@
 """The variance study (`make variance`, `dsmexp-variance`): half-moon at one profile, sigma in {1e-4,
 1e-3, 1e-2, 1e-1}, DSM-S, DSM-CV, DSM-S with antithetic noise, TSM and ISM, three seeds (finished runs
-are skipped), every variant on the torch path (the fused kernel covers only ISM and DSM-S) with two
-noise rows per gradient-variance group; then Figures 12-13 and report.md from the saved files.
+are skipped), on the torch path with two noise rows per gradient-variance group (smoke, quick: the
+published quick study ran there) or on the fused kernel where it builds (paper: its at most eight groups
+per step, fused.FUSED_GROUPS, 63 noise rows each at M = 500); then Figures 12-13 and report.md from the
+saved files.
 
     make variance                       # PROFILE=quick
     dsmexp-variance --profile smoke --launcher basic
@@ -29,6 +31,9 @@ PROFILES = {
     "paper": ["+profile=paper", "chunk_size=10000", "diagnostics_every=5", "threads=1"],
     "smoke": ["+profile=smoke", "noise_samples=8", "chunk_size=400", "diagnostics_every=5", "threads=1"],
 }
+# profile -> kernel: the fused C++ step covers every variant of the study and takes 0.33-0.5x the torch
+# path's time at the paper's N = 1000, M = 500 (README, Fused CPU kernel)
+KERNEL = {"quick": "torch", "paper": "auto", "smoke": "torch"}
 LOSSES = ("dsm_s", "dsm_cv", "tsm", "ism")
 
 
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: must be >= 1")
     sweep_dir = Path("outputs") / "sweeps" / f"variance-{args.profile}"
-    common = ["dataset=half_moon", "kernel=torch", *PROFILES[args.profile],
+    common = ["dataset=half_moon", f"kernel={KERNEL[args.profile]}", *PROFILES[args.profile],
               *launcher_overrides(args.launcher), f"hydra.sweep.dir={sweep_dir}"]
     grid = [f"sigma={csv(SIGMAS)}", f"seed={csv(range(args.seeds))}"]
     sweeps = [[f"loss={csv(LOSSES)}", *grid], ["loss=dsm_s", "antithetic=true", *grid]]
@@ -61,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     shape = ", ".join(f"N = {n}, M = {m}, {k} steps" for n, m, k in sizes) or "no runs"
     preamble = [
         f"Half-moon ({shape}; noise 0.05), profile {args.profile} (`{' '.join(PROFILES[args.profile])}`), "
-        f"seeds 0 to {args.seeds - 1}, kernel=torch: DSM-S (Eq. 9), DSM-S with the control variate "
-        "<s(x), eps>/sigma (dsm_cv, Wang et al. 2020), DSM-S with antithetic noise pairs (eps, -eps), "
-        "target score matching with the exact clean score (tsm, De Bortoli et al. 2024) and ISM (Eq. 8), "
+        f"seeds 0 to {args.seeds - 1}, kernel={KERNEL[args.profile]}: DSM-S (Eq. 9), DSM-S with the control "
+        "variate <s(x), eps>/sigma (dsm_cv, Wang et al. 2020), DSM-S with antithetic noise pairs "
+        "(eps, -eps), target score matching with the exact clean score (tsm, De Bortoli et al. 2024) and "
+        "ISM (Eq. 8), "
         f"each at sigma in {{{', '.join(f'{s:g}' for s in SIGMAS)}}} with the same initialisation and "
         "steps. The gradient variance is the trained gradient's per-point variance over the noise "
         "(trace of its covariance, `grad_var`; dsmexp/core/objectives/gradvar.py): the training noise of "

@@ -11,7 +11,11 @@
 //             (another noise kernel passes r = -grad_z log q(z|x) per point: eps/sigma becomes r, |eps|^2
 //             becomes sigma^2 |r|^2, so fit_dsm = <s, r> = -<s, grad_z log q(z|x)> for every kernel)
 //             c2 = phi'(h2) W3^T sbar (+ phi''(h2) u for ISM), c1 = phi'(h1) W2^T c2 (+ phi''(h1) v,
-//             v = C^T D2, for ISM), and their outer products with the layer inputs.
+//             v = C^T D2, for ISM), and their outer products with the layer inputs;
+//   variant   a denoising variant (targets.py) passes rv = -t, its regression target negated, per point:
+//             a third reverse pass for the cotangent s + rv and fit_vr = <s, rv>; a per-point offset q is
+//             added to fit_vr (dsm_cv: -<s(x), eps>/sigma at the clean point, whose gradient the caller
+//             adds; with q and no rv, fit_vr = fit_dsm + q and the DSM-S pass is the variant's).
 // The divergence's dependence on the weights through C is returned as G_C = sum_points D2 D1^T; the
 // caller turns it into W1, W2, W3 gradient terms once per step. Nothing per point is written to memory.
 // Metric sums are float64 per point (as on the torch path); the gradients' float lane sums are flushed
@@ -141,12 +145,15 @@ struct Inputs {
   const float* x;  // (d, N) feature-major data
   const float* e;  // (d, M, N) feature-major noise, or null when sigma = 0
   const float* r;  // (d, M, N) -grad_z log q(z|x) of a non-Gaussian kernel, or null (Gaussian: e / sigma)
+  const float* rv;  // (d, M, N) a denoising variant's -t, or null
+  const float* q;   // (M, N) a per-point offset of fit_vr, or null
+  bool vr;          // sum fit_vr's moments
   int64_t N, M;
   float sigma, inv_sigma;
   double sigma_d, inv_sigma_d;
   int d, n1, n2;
   const float *w1, *b1, *w2, *b2, *w3, *b3, *c;  // c = W2 * (W1 W3)^T, (n2, n1)
-  double shift_div, shift_fit;
+  double shift_div, shift_fit, shift_vr;
 };
 
 // Offsets of each parameter's gradient in torch's parameter order: w1, b1, w2, b2, w3, b3.
@@ -164,26 +171,32 @@ struct Layout {
 };
 
 // Per-point metric sums, in float64 from the float32 s and eps as on the torch path: |s|^2, |e|^2,
-// |s + e/sigma|^2, div - shift, (div - shift)^2, fit - shift, (fit - shift)^2 with fit = <s, e>/sigma.
-constexpr int N_METRICS = 7;
+// |s + e/sigma|^2, div - shift, (div - shift)^2, fit - shift, (fit - shift)^2 with fit = <s, e>/sigma,
+// fit_vr - shift, (fit_vr - shift)^2.
+constexpr int N_METRICS = 9;
+constexpr int COTANGENTS = 3;  // ISM, DSM-S, a denoising variant
 
 // One thread's scratch (per-tile vectors) and sums (float per block, float64 per thread).
 struct Thread {
   int d, n1, n2, n1v, n1p;
   Layout lay;
-  std::vector<vf> z, e, o, s, a1, d1, k1, a2, d2, k2, u, v, sb, c2, c1;  // c2, c1: one block per cotangent
+  std::vector<vf> z, e, o, ov, s, a1, d1, k1, a2, d2, k2, u, v, sb, c2, c1;  // c2, c1: a block per cotangent
   std::vector<float> a1t, d1t;       // (L, n1p): the tile transposed for the outer products
   std::vector<vd> mlane;             // lane sums of the metrics
   std::vector<vf> lane;              // lane sums per cotangent: w1, b1, b2, w3, b3
-  std::vector<float> outer;          // per cotangent W2 rows, then C rows: (n2, n1p) each
+  std::vector<float> outer;          // W2 rows of ISM, DSM-S, C rows, W2 rows of the variant: (n2, n1p) each
   std::vector<double> metrics, grads, gc;
 
   Thread(int d_, int n1_, int n2_)
       : d(d_), n1(n1_), n2(n2_), n1v((n1_ + L - 1) / L), n1p(n1v * L), lay(d_, n1_, n2_),
-        z(d_), e(d_), o(d_), s(d_), a1(n1_), d1(n1_), k1(n1_), a2(n2_), d2(n2_), k2(n2_), u(n2_), v(n1_),
-        sb(2 * d_), c2(2 * n2_), c1(2 * n1_), a1t(L * n1p, 0.f), d1t(L * n1p, 0.f),
-        mlane(N_METRICS), lane(2 * lane_per_cotangent()), outer(3 * n2_ * n1p, 0.f),
-        metrics(N_METRICS, 0.0), grads(2 * lay.size, 0.0), gc(n2_ * n1_, 0.0) {}
+        z(d_), e(d_), o(d_), ov(d_), s(d_), a1(n1_), d1(n1_), k1(n1_), a2(n2_), d2(n2_), k2(n2_), u(n2_),
+        v(n1_), sb(COTANGENTS * d_), c2(COTANGENTS * n2_), c1(COTANGENTS * n1_), a1t(L * n1p, 0.f),
+        d1t(L * n1p, 0.f), mlane(N_METRICS), lane(COTANGENTS * lane_per_cotangent()),
+        outer(4 * n2_ * n1p, 0.f), metrics(N_METRICS, 0.0), grads(COTANGENTS * lay.size, 0.0),
+        gc(n2_ * n1_, 0.0) {}
+
+  // The block of `outer` holding cotangent r's W2 rows (block 2 holds the C rows).
+  static int w2_block(int r) { return r < 2 ? r : 3; }
 
   int lane_per_cotangent() const { return n1 * d + n1 + n2 + d * n2 + d; }
 
@@ -196,7 +209,7 @@ struct Thread {
   // Add the block's float sums to the float64 sums and clear them.
   void flush() {
     for (int q = 0; q < N_METRICS; ++q) metrics[q] += lane_sum(mlane[q]);
-    for (int r = 0; r < 2; ++r) {
+    for (int r = 0; r < COTANGENTS; ++r) {
       const vf* g = lane.data() + r * lane_per_cotangent();
       double* out = grads.data() + r * lay.size;
       int at = 0;
@@ -205,7 +218,7 @@ struct Thread {
       for (int q = 0; q < n2; ++q) out[lay.ob2 + q] += (double)lane_sum(g[at++]);
       for (int q = 0; q < d * n2; ++q) out[lay.ow3 + q] += (double)lane_sum(g[at++]);
       for (int q = 0; q < d; ++q) out[lay.ob3 + q] += (double)lane_sum(g[at++]);
-      const float* w2rows = outer.data() + r * n2 * n1p;
+      const float* w2rows = outer.data() + w2_block(r) * n2 * n1p;
       for (int k = 0; k < n2; ++k)
         for (int j = 0; j < n1; ++j) out[lay.ow2 + k * n1 + j] += (double)w2rows[k * n1p + j];
     }
@@ -253,18 +266,22 @@ inline void transpose_store(const vf* rows, float* out, int stride) {
 #endif
 
 // rows[k] += sum_p left[k][p] * right[p] for RB rows k starting at k0 (right: the transposed tile).
-template <int RB, bool A, bool B, bool C>
-inline void outer_rows(Thread& t, int k0, const vf* left_a, const vf* left_b, const vf* left_c) {
+// A, B, D: the W2 rows of the ISM, DSM-S and variant cotangents (right: a1); C: G_C (right: d1).
+template <int RB, bool A, bool B, bool C, bool D>
+inline void outer_rows(Thread& t, int k0, const vf* left_a, const vf* left_b, const vf* left_c,
+                       const vf* left_d) {
   float* ra = t.outer.data();
   float* rb = ra + t.n2 * t.n1p;
   float* rc = rb + t.n2 * t.n1p;
+  float* rd = rc + t.n2 * t.n1p;
   for (int jv = 0; jv < t.n1v; ++jv) {
-    vf acc_a[RB], acc_b[RB], acc_c[RB];
+    vf acc_a[RB], acc_b[RB], acc_c[RB], acc_d[RB];
     for (int q = 0; q < RB; ++q) {
       const int at = (k0 + q) * t.n1p + jv * L;
       if (A) std::memcpy(&acc_a[q], ra + at, sizeof(vf));
       if (B) std::memcpy(&acc_b[q], rb + at, sizeof(vf));
       if (C) std::memcpy(&acc_c[q], rc + at, sizeof(vf));
+      if (D) std::memcpy(&acc_d[q], rd + at, sizeof(vf));
     }
     for (int p = 0; p < L; ++p) {
       vf ar, dr;
@@ -274,6 +291,7 @@ inline void outer_rows(Thread& t, int k0, const vf* left_a, const vf* left_b, co
         if (A) acc_a[q] += left_a[k0 + q][p] * ar;
         if (B) acc_b[q] += left_b[k0 + q][p] * ar;
         if (C) acc_c[q] += left_c[k0 + q][p] * dr;
+        if (D) acc_d[q] += left_d[k0 + q][p] * ar;
       }
     }
     for (int q = 0; q < RB; ++q) {
@@ -281,6 +299,7 @@ inline void outer_rows(Thread& t, int k0, const vf* left_a, const vf* left_b, co
       if (A) std::memcpy(ra + at, &acc_a[q], sizeof(vf));
       if (B) std::memcpy(rb + at, &acc_b[q], sizeof(vf));
       if (C) std::memcpy(rc + at, &acc_c[q], sizeof(vf));
+      if (D) std::memcpy(rd + at, &acc_d[q], sizeof(vf));
     }
   }
 }
@@ -350,12 +369,13 @@ inline void reverse(const Inputs& in, Thread& t, int r, bool div, vf mask) {
   }
 }
 
-template <int D_, int N1_, int N2_, class Act, bool ISM, bool DSM, bool NOISY>
+template <int D_, int N1_, int N2_, class Act, bool ISM, bool DSM, bool VR, bool NOISY>
 void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin, int64_t tile_end) {
   const int d = D_ ? D_ : in.d, n1 = N1_ ? N1_ : in.n1, n2 = N2_ ? N2_ : in.n2;
   vf* z = t.z.data();
   vf* e = t.e.data();
   vf* o = t.o.data();  // the DSM cotangent's offset: e / sigma, or the kernel's r
+  vf* ov = t.ov.data();  // the variant's offset rv
   vf* s = t.s.data();
   vf* a1 = t.a1.data();
   vf* d1 = t.d1.data();
@@ -377,6 +397,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
         e[i] = load(in.e + (i * in.M + row) * in.N + n0, valid);
         z[i] = xi + in.sigma * e[i];
         o[i] = in.r ? load(in.r + (i * in.M + row) * in.N + n0, valid) : e[i] * in.inv_sigma;
+        if (VR) ov[i] = load(in.rv + (i * in.M + row) * in.N + n0, valid);
       } else {
         z[i] = xi;
       }
@@ -398,7 +419,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
       u[k] = acc;
       div += d2[k] * acc;
     }
-    vd ss{}, ee{}, se{}, rr{};
+    vd ss{}, ee{}, se{}, rr{}, sv{};
     for (int i = 0; i < d; ++i) {
       vf si = splat(in.b3[i]);
       for (int k = 0; k < n2; ++k) si += in.w3[i * n2 + k] * a2[k];
@@ -418,6 +439,7 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
         se += sd * ed;
         rr += res * res;
       }
+      if (NOISY && in.vr && in.rv) sv += sd * to_double(ov[i]);
     }
     const vd maskd = to_double(mask);
     const vd dc = (to_double(div) - in.shift_div) * maskd;
@@ -431,7 +453,15 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
       m[5] += fc;
       m[6] += fc * fc;
     }
-    // Reverse passes: row 0 carries ISM (cotangent s, plus the divergence), row 1 DSM-S (s + e/sigma).
+    if (NOISY && in.vr) {  // fit_vr = <s, rv> (or fit_dsm) + q
+      vd fit = in.rv ? sv : (in.r ? se : se / in.sigma_d);
+      if (in.q) fit += to_double(load(in.q + row * in.N + n0, valid));
+      const vd vc = (fit - in.shift_vr) * maskd;
+      m[7] += vc;
+      m[8] += vc * vc;
+    }
+    // Reverse passes: row 0 carries ISM (cotangent s, plus the divergence), row 1 DSM-S (s + e/sigma),
+    // row 2 the variant (s + rv).
     if (ISM) {
       gemv_t<N1_>(in.c, d2, n2, n1, t.v.data());
       for (int i = 0; i < d; ++i) t.sb[i] = s[i] * mask;
@@ -440,6 +470,10 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
     if (DSM) {
       for (int i = 0; i < d; ++i) t.sb[d + i] = (s[i] + o[i]) * mask;
       reverse<D_, N1_, N2_>(in, t, 1, false, mask);
+    }
+    if (VR) {
+      for (int i = 0; i < d; ++i) t.sb[2 * d + i] = (s[i] + ov[i]) * mask;
+      reverse<D_, N1_, N2_>(in, t, 2, false, mask);
     }
     // Outer products over the tile's points: W2 gradients (c2 a1^T) and, for ISM, G_C (D2 D1^T).
     if (L == 16 && N1_ == L) {
@@ -458,49 +492,60 @@ void process_block(const Inputs& in, Thread& t, int64_t row, int64_t tile_begin,
     }
     const vf* c2i = t.c2.data();
     const vf* c2d = t.c2.data() + n2;
+    const vf* c2v = t.c2.data() + 2 * n2;
     int k0 = 0;
-    for (; k0 + RB <= n2; k0 += RB) outer_rows<RB, ISM, DSM, ISM>(t, k0, c2i, c2d, d2);
-    for (; k0 < n2; ++k0) outer_rows<1, ISM, DSM, ISM>(t, k0, c2i, c2d, d2);
+    for (; k0 + RB <= n2; k0 += RB) outer_rows<RB, ISM, DSM, ISM, VR>(t, k0, c2i, c2d, d2, c2v);
+    for (; k0 < n2; ++k0) outer_rows<1, ISM, DSM, ISM, VR>(t, k0, c2i, c2d, d2, c2v);
   }
 }
 
 using BlockFn = void (*)(const Inputs&, Thread&, int64_t, int64_t, int64_t);
 
+template <int D_, int N1_, int N2_, class Act, bool VR>
+BlockFn pick_passes(bool ism, bool dsm) {
+  if (ism && dsm) return process_block<D_, N1_, N2_, Act, true, true, VR, true>;
+  if (ism) return process_block<D_, N1_, N2_, Act, true, false, VR, true>;
+  if (dsm) return process_block<D_, N1_, N2_, Act, false, true, VR, true>;
+  return process_block<D_, N1_, N2_, Act, false, false, VR, true>;
+}
+
 template <int D_, int N1_, int N2_, class Act>
-BlockFn pick_flags(bool ism, bool dsm, bool noisy) {
-  if (!noisy) return process_block<D_, N1_, N2_, Act, true, false, false>;
-  if (ism && dsm) return process_block<D_, N1_, N2_, Act, true, true, true>;
-  if (ism) return process_block<D_, N1_, N2_, Act, true, false, true>;
-  return process_block<D_, N1_, N2_, Act, false, true, true>;
+BlockFn pick_flags(bool ism, bool dsm, bool vr, bool noisy) {
+  if (!noisy) return process_block<D_, N1_, N2_, Act, true, false, false, false>;
+  return vr ? pick_passes<D_, N1_, N2_, Act, true>(ism, dsm) : pick_passes<D_, N1_, N2_, Act, false>(ism, dsm);
 }
 
 template <class Act>
-BlockFn pick_shape(int d, int n1, int n2, bool ism, bool dsm, bool noisy) {
-  if (d == 2 && n1 == 16 && n2 == 32) return pick_flags<2, 16, 32, Act>(ism, dsm, noisy);
-  return pick_flags<0, 0, 0, Act>(ism, dsm, noisy);
+BlockFn pick_shape(int d, int n1, int n2, bool ism, bool dsm, bool vr, bool noisy) {
+  if (d == 2 && n1 == 16 && n2 == 32) return pick_flags<2, 16, 32, Act>(ism, dsm, vr, noisy);
+  return pick_flags<0, 0, 0, Act>(ism, dsm, vr, noisy);
 }
 
 // Forward on the first tile only: the mean divergence and fit_dsm there, the shift of the moment sums.
 void first_tile_shift(Inputs& in, BlockFn fn) {
   Thread t(in.d, in.n1, in.n2);
-  in.shift_div = in.shift_fit = 0.0;
+  in.shift_div = in.shift_fit = in.shift_vr = 0.0;
   fn(in, t, 0, 0, 1);
   const double count = (double)std::min<int64_t>(L, in.N);
   in.shift_div = lane_sum(t.mlane[3]) / count;
   in.shift_fit = lane_sum(t.mlane[5]) / count;
+  in.shift_vr = lane_sum(t.mlane[7]) / count;
 }
 
 }  // namespace
 
-// Writes metric sums (7, float64), gradients of sum_points for the ISM and DSM-S cotangents (2, P) in
-// torch's parameter order (ISM without the C-path), G_C (n2, n1) and the two shifts of the centred moment
-// sums. x: (d, N) feature-major; e: (d, M, N) feature-major or null (sigma = 0); r: null for the Gaussian
-// kernel, else -grad_z log q(z|x) at each point, laid out like e; params: w1, b1, w2, b2,
-// w3, b3 of a d -> n1 -> n2 -> d MLP, contiguous float32; c = W2 * (W1 W3)^T, (n2, n1). Returns 0.
-extern "C" int dsmexp_fused_step(const float* x, const float* e, const float* r, int64_t N, int64_t M,
-                                 int d, int n1, int n2, double sigma, const float* const* params, const float* c,
-                                 int activation, int ism, int dsm, int max_threads, double* metrics_out,
-                                 double* grads_out, double* gc_out, double* shifts_out) {
+// Writes metric sums (9, float64), gradients of sum_points for the ISM, DSM-S and variant cotangents
+// (3, P) in torch's parameter order (ISM without the C-path), G_C (n2, n1) and the three shifts of the
+// centred moment sums. x: (d, N) feature-major; e: (d, M, N) feature-major or null (sigma = 0); r: null
+// for the Gaussian kernel, else -grad_z log q(z|x) at each point, laid out like e; rv: null, or a
+// denoising variant's -t laid out like e (its reverse pass runs); q: null, or fit_vr's per-point offset
+// (M, N); vr: sum fit_vr's moments (with noise); params: w1, b1, w2, b2, w3, b3 of a d -> n1 -> n2 -> d
+// MLP, contiguous float32; c = W2 * (W1 W3)^T, (n2, n1). Returns 0.
+extern "C" int dsmexp_fused_step(const float* x, const float* e, const float* r, const float* rv, const float* q,
+                                 int64_t N, int64_t M, int d, int n1, int n2, double sigma,
+                                 const float* const* params, const float* c, int activation, int ism, int dsm,
+                                 int vr, int max_threads, double* metrics_out, double* grads_out, double* gc_out,
+                                 double* shifts_out) {
   const bool noisy = e != nullptr;
   Inputs in{};
   in.d = d;
@@ -511,6 +556,9 @@ extern "C" int dsmexp_fused_step(const float* x, const float* e, const float* r,
   in.x = x;
   in.e = e;
   in.r = noisy ? r : nullptr;
+  in.rv = noisy ? rv : nullptr;
+  in.q = noisy ? q : nullptr;
+  in.vr = noisy && vr;
   in.sigma = (float)sigma;
   in.inv_sigma = noisy ? (float)(1.0 / sigma) : 0.f;
   in.sigma_d = sigma;
@@ -523,9 +571,10 @@ extern "C" int dsmexp_fused_step(const float* x, const float* e, const float* r,
   in.b3 = params[5];
   in.c = c;
   const bool want_ism = ism || !noisy, want_dsm = dsm && noisy;
-  BlockFn fn = activation == 0   ? pick_shape<Tanh>(in.d, in.n1, in.n2, want_ism, want_dsm, noisy)
-               : activation == 1 ? pick_shape<Sigmoid>(in.d, in.n1, in.n2, want_ism, want_dsm, noisy)
-                                 : pick_shape<Silu>(in.d, in.n1, in.n2, want_ism, want_dsm, noisy);
+  const bool want_vr = in.rv != nullptr;  // the variant's reverse pass
+  BlockFn fn = activation == 0   ? pick_shape<Tanh>(in.d, in.n1, in.n2, want_ism, want_dsm, want_vr, noisy)
+               : activation == 1 ? pick_shape<Sigmoid>(in.d, in.n1, in.n2, want_ism, want_dsm, want_vr, noisy)
+                                 : pick_shape<Silu>(in.d, in.n1, in.n2, want_ism, want_dsm, want_vr, noisy);
   first_tile_shift(in, fn);
 
   const int64_t tiles = (in.N + L - 1) / L;
@@ -536,7 +585,7 @@ extern "C" int dsmexp_fused_step(const float* x, const float* e, const float* r,
   // the result does not depend on the thread count or on the schedule.
   const int64_t groups = (units + GROUP_UNITS - 1) / GROUP_UNITS;
   const Layout lay(in.d, in.n1, in.n2);
-  const int64_t slot = N_METRICS + 2 * lay.size + (int64_t)in.n2 * in.n1;
+  const int64_t slot = N_METRICS + COTANGENTS * lay.size + (int64_t)in.n2 * in.n1;
   std::vector<double> slots(groups * slot, 0.0);
   const int threads = (int)std::max<int64_t>(1, std::min<int64_t>(max_threads, groups));
 #pragma omp parallel num_threads(threads)
@@ -558,13 +607,13 @@ extern "C" int dsmexp_fused_step(const float* x, const float* e, const float* r,
       double* out = slots.data() + group * slot;
       std::copy(t.metrics.begin(), t.metrics.end(), out);
       std::copy(t.grads.begin(), t.grads.end(), out + N_METRICS);
-      std::copy(t.gc.begin(), t.gc.end(), out + N_METRICS + 2 * lay.size);
+      std::copy(t.gc.begin(), t.gc.end(), out + N_METRICS + COTANGENTS * lay.size);
     }
 #if defined(__SSE__)
     _mm_setcsr(csr);
 #endif
   }
-  const int n_grads = 2 * lay.size, n_gc = in.n2 * in.n1;
+  const int n_grads = COTANGENTS * lay.size, n_gc = in.n2 * in.n1;
   std::fill(metrics_out, metrics_out + N_METRICS, 0.0);
   std::fill(grads_out, grads_out + n_grads, 0.0);
   std::fill(gc_out, gc_out + n_gc, 0.0);
@@ -576,5 +625,6 @@ extern "C" int dsmexp_fused_step(const float* x, const float* e, const float* r,
   }
   shifts_out[0] = in.shift_div;
   shifts_out[1] = in.shift_fit;
+  shifts_out[2] = in.shift_vr;
   return 0;
 }
