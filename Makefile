@@ -51,7 +51,7 @@ sweep: install
 figures: install
 	$(VENV)/bin/dsmexp-figures --profile $(PROFILE) --seeds $(SEEDS) $(ARGS) $(HYDRA_OVERRIDES)
 
-# docs/results/: the paper profile (seed 0; Gaussian and Laplace noise), the quick profile over 5 seeds, the dimension, multi-scale, sampling,
+# docs/results/: the paper profile (seed 0; Gaussian, Laplace and Student-t noise), the quick profile over 5 seeds, the dimension, multi-scale, sampling,
 # variance, noise-kernel and energy studies (saved runs reused)
 results: install
 	$(PY) scripts/results.py $(ARGS)

@@ -1,13 +1,14 @@
 """Regenerate the published results under docs/results/: the paper profile (seed 0; under the Gaussian
-and, as paper-laplace, the Laplace kernel) and the quick profile over five seeds, each as report.md,
-Figures 1-4 (PNG) and the sweep's runs.csv, the dimension study at its quick profile (report.md,
-Figures 5-7, runs.csv), the multi-scale study at its quick profile (report.md, Figures 8-9,
-runs.csv), the sampling study (report.md, Figures 10-11, runs.csv; it samples the multi-scale and the
-quick profile's runs too, so it comes after them), the variance study (report.md, Figures 12-13,
-runs.csv), the noise-kernel study (report.md, Figure 14, and the paper's report under each kernel) and
-the energy study (report.md, Figure 15, runs.csv).
+kernel and, as paper-laplace and paper-student_t, the Laplace and Student-t (df 3) kernels) and the
+quick profile over five seeds, each as report.md, Figures 1-4 (PNG) and the sweep's runs.csv, the
+dimension study at its quick profile (report.md, Figures 5-7, runs.csv), the multi-scale study at its
+quick profile (report.md, Figures 8-9, runs.csv), the sampling study (report.md, Figures 10-11,
+runs.csv; it samples the multi-scale and the quick profile's runs too, so it comes after them), the
+variance study (report.md, Figures 12-13, runs.csv), the noise-kernel study (report.md, Figure 14, and
+the paper's report under each kernel) and the energy study (report.md, Figure 15, runs.csv).
 
-    make results                     # all nine; runs only what is not trained yet (about 6 h on 2 cores)
+    make results                     # all ten; runs only what is not trained yet (several hours on 2
+                                     # cores: each paper-profile sweep is about 2 h of one core)
     python scripts/results.py --only quick
 
 Run it from a checkout at one commit: every report records the commit it was drawn at and the commits
@@ -37,7 +38,7 @@ from dsmexp.train.summary import source_commit
 ROOT = Path(__file__).resolve().parent.parent
 # name: (profile, seeds, the noise kernel's overrides of studies/kernels/make.py)
 PUBLISHED = {"paper": ("paper", 1, "gaussian"), "quick": ("quick", 5, "gaussian"),
-             "paper-laplace": ("paper", 1, "laplace")}
+             "paper-laplace": ("paper", 1, "laplace"), "paper-student_t": ("paper", 1, "student_t")}
 PACKAGES = ("torch", "numpy", "scipy", "hydra-core", "matplotlib", "scikit-learn")
 
 
