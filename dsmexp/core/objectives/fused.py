@@ -38,6 +38,7 @@ from dsmexp.core.objectives.fused_build import BuildError, load
 from dsmexp.core.objectives.gradvar import GradientGroups
 from dsmexp.core.objectives.registry import OBJECTIVES, objective
 from dsmexp.core.objectives.step import CPU_CHUNK, group_points
+from dsmexp.core.objectives.targets import control_variate
 from dsmexp.core.objectives.terms import Moments, StepSums, StepTerms, assemble
 from dsmexp.errors import ConfigError
 
@@ -140,7 +141,7 @@ class FusedKernel:
         if variant and row.control:  # q = -<s(x), eps> / sigma at each point's clean x, (M, N)
             with torch.enable_grad():
                 clean_fwd = self.model(x)
-            q_mn = (eps * clean_fwd.detach()[None]).sum(-1).div_(-sigma).contiguous()
+            q_mn = control_variate(clean_fwd.detach().T[:, None], e_fm, sigma).contiguous()
         elif variant:  # rv = -t, (d, M, N)
             e_flat = e_fm.view(e_fm.shape[0], -1)
             clean = (clean_score.T.repeat(1, eps.shape[0]) if clean_score is not None else None)

@@ -17,6 +17,7 @@ from dsmexp.core.kernels.base import Kernel
 from dsmexp.core.noise import GAUSSIAN, NoiseKernel
 from dsmexp.core.objectives.gradvar import GradientGroups
 from dsmexp.core.objectives.registry import objective
+from dsmexp.core.objectives.targets import control_variate
 from dsmexp.core.objectives.terms import EstimatorSums, Moments, StepSums, StepTerms, assemble
 
 CPU_CHUNK = 16384  # points per chunk on CPU, the fastest in dsmexp-bench on 2 cores (8k-32k are close)
@@ -110,7 +111,7 @@ def step_terms(kernel: Kernel, x: Tensor, eps: Tensor | None, sigma: float, loss
                         chunk_grads[name] = [t[k] for t in g]
                 if variant and row.control:  # - <s(x), eps> / sigma, at each point's clean x
                     clean_fwd = kernel.forward(x_fm, with_div=False)
-                    fit = fit - (clean_fwd.s.detach()[:, index] * e[:, chunk]).sum(0) / sigma
+                    fit = fit + control_variate(clean_fwd.s.detach()[:, index], e[:, chunk], sigma)
                     bar = torch.zeros_like(x_fm).index_add_(1, index, e[:, chunk]).div_(-sigma)
                     g_x = kernel.backward(clean_fwd, bar[None], None)
                     chunk_grads["vr"] = [a + b[0] for a, b in zip(chunk_grads["vr"], g_x)]

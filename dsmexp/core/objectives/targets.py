@@ -45,6 +45,13 @@ def mixed_target(e: Tensor, sigma: float, clean: Tensor | None, kappa: float) ->
     return clean.mul(kappa).add_(e, alpha=-(1 - kappa) / sigma)
 
 
+def control_variate(clean_s: Tensor, e: Tensor, sigma: float) -> Tensor:
+    """dsm_cv's term -<s(x), eps> / sigma per point, from the network at the clean points s(x) and the
+    noise e, coordinates first ((d, B) each, or any shapes that broadcast; the sum runs over dim 0). Its
+    cotangent with respect to s(x) is -eps / sigma, summed over each clean point's noise draws."""
+    return (clean_s * e).sum(0).div_(-sigma)
+
+
 def optimal_kappa(data_variance: float, sigma: float) -> float:
     """v / (v + sigma^2): the coefficient that makes the mixed target's variance zero for N(mu, v I) data.
 
